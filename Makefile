@@ -1,0 +1,49 @@
+# quotaflow: `make run` serves the API locally, `make test` runs every suite. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DDB_LOCAL_JAR := .cache/dynamodb-local/DynamoDBLocal.jar
+
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := true
+export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
+
+.PHONY: install run demo test test-unit test-integration lint ddb-local clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+ddb-local: $(DDB_LOCAL_JAR)
+
+$(DDB_LOCAL_JAR): tools/fetch-ddb-local.sh
+	bash tools/fetch-ddb-local.sh
+
+run: install
+	$(BIN)/quotaflow serve
+
+demo: install
+	$(BIN)/quotaflow demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install ddb-local lint
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest -m unit
+
+test-integration: install ddb-local
+	$(BIN)/python -m pytest -m integration
+
+clean:
+	rm -rf $(VENV) .cache cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

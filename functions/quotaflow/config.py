@@ -1,0 +1,27 @@
+"""Deployment settings, parsed once per container from the environment and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str = Field(default="quotaflow", min_length=3, max_length=255)
+    dynamodb_endpoint: str | None = None
+    region: str = "us-east-1"
+    admin_key: str | None = Field(default=None, min_length=16)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            table_name=env.get("QUOTAFLOW_TABLE", "quotaflow"),
+            dynamodb_endpoint=env.get("QUOTAFLOW_DYNAMODB_ENDPOINT") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            admin_key=env.get("QUOTAFLOW_ADMIN_KEY") or None,
+        )

@@ -1,0 +1,1 @@
+"""One module per Lambda function: glue between events and use cases."""

@@ -1,0 +1,300 @@
+"""The HTTP API function (API Gateway HTTP API, payload v2): every `/v1` route of the contract.
+
+Glue only: each route authenticates (`tenant_scope`), takes its validated body, calls one use case and shapes
+the response. Errors become HTTP in `http.error_response`, nowhere else."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from quotaflow import __version__
+from quotaflow.handlers import schemas
+from quotaflow.handlers.http import (
+    access,
+    app,
+    idempotency_claim,
+    json_response,
+    path_id,
+    preflight,
+    runtime,
+    tenant_scope,
+)
+from quotaflow.ledger.amounts import Line
+from quotaflow.ledger.plans import Plan
+from quotaflow.observability import logger
+from quotaflow.services import audit, metering, plans, tenants, tokens
+from quotaflow.services.views import (
+    CanUseLinesView,
+    CanUseView,
+    CommitView,
+    EventView,
+    GrantView,
+    KeyCreatedView,
+    LedgerView,
+    RefundView,
+    ReleaseView,
+    ReservationView,
+    SettingsView,
+    SubscriptionView,
+    TenantCreatedView,
+    UsageView,
+    VerifyView,
+)
+
+LEDGER_PAGE_DEFAULT = 50
+LEDGER_PAGE_MAX = 200
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    response = app.resolve(event, context)
+    http = event.get("requestContext", {}).get("http", {})
+    logger.info(
+        "request",
+        extra={
+            "method": http.get("method"),
+            "path": event.get("rawPath"),
+            "status": response["statusCode"],
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+    return response
+
+
+def _created(body: BaseModel) -> Response[Any]:
+    return Response(status_code=201, content_type="application/json", body=body)
+
+
+# --- operations ----------------------------------------------------------------------------------------
+
+
+@app.get("/v1/health")
+@access("public")
+def health() -> dict[str, bool]:
+    preflight("public", None)
+    return {"ok": True}
+
+
+_openapi_document: dict[str, str] = {}
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+@access("public")
+def openapi() -> Response[dict[str, Any]]:
+    if "doc" not in _openapi_document:
+        _openapi_document["doc"] = app.get_openapi_json_schema(
+            title="quotaflow",
+            version=__version__,
+            description="Usage metering and credits for AI apps: reserve, commit, release; usage; plans.",
+        )
+    return Response(200, "application/json", _openapi_document["doc"])
+
+
+# --- admin ---------------------------------------------------------------------------------------------
+
+
+@app.post(
+    "/v1/admin/tenants",
+    responses={201: {"description": "created", "content": {"application/json": {"model": TenantCreatedView}}}},
+)
+@access("admin")
+def create_tenant(body: Annotated[schemas.TenantCreate, Body()]) -> Response[TenantCreatedView]:
+    preflight("admin", None)
+    return _created(tenants.create_tenant(runtime().store, body.tenant_id, runtime().clock()))
+
+
+@app.post(
+    "/v1/admin/tenants/<tenant_id>/keys",
+    responses={201: {"description": "created", "content": {"application/json": {"model": KeyCreatedView}}}},
+)
+@access("admin")
+def create_key(tenant_id: str, body: Annotated[schemas.KeyCreate, Body()]) -> Response[KeyCreatedView]:
+    preflight("admin", None)
+    tenant = path_id(tenant_id, "tenant_id")
+    return _created(tenants.create_key(runtime().store, tenant, body.kind, runtime().clock()))
+
+
+@app.delete("/v1/admin/tenants/<tenant_id>/keys/<key_id>")
+@access("admin")
+def revoke_key(tenant_id: str, key_id: str) -> Response[None]:
+    preflight("admin", None)
+    tenants.revoke_key(runtime().store, path_id(tenant_id, "tenant_id"), path_id(key_id, "key_id"))
+    runtime().key_cache.entries.clear()  # this container forgets at once; others within KEY_CACHE_SECONDS
+    return Response(204, None, None)
+
+
+# --- plans, subscriptions, settings --------------------------------------------------------------------
+
+
+@app.put("/v1/plans/<plan_id>")
+@access("secret")
+def put_plan(plan_id: str, body: Annotated[schemas.PlanBody, Body()]) -> Plan:
+    scope = tenant_scope()
+    plan = Plan(plan_id=path_id(plan_id, "plan_id"), name=body.name, limits=body.limits, stripe=body.stripe)
+    return plans.put_plan(scope, plan)
+
+
+@app.get("/v1/plans/<plan_id>")
+@access("secret")
+def get_plan(plan_id: str) -> Plan:
+    scope = tenant_scope()
+    return plans.get_plan(scope, path_id(plan_id, "plan_id"))
+
+
+@app.get("/v1/plans")
+@access("secret")
+def list_plans() -> dict[str, list[Plan]]:
+    return {"plans": plans.list_plans(tenant_scope())}
+
+
+@app.put("/v1/users/<user_id>/subscription")
+@access("secret")
+def put_subscription(user_id: str, body: Annotated[schemas.SubscriptionBody, Body()]) -> SubscriptionView:
+    scope = tenant_scope()
+    return plans.put_subscription(
+        scope, path_id(user_id, "user_id"), body.plan_id, body.custom_limits, body.stripe_customer_id
+    )
+
+
+@app.get("/v1/users/<user_id>/subscription")
+@access("secret")
+def get_subscription(user_id: str) -> SubscriptionView:
+    scope = tenant_scope()
+    return plans.get_subscription(scope, path_id(user_id, "user_id"))
+
+
+@app.put("/v1/settings")
+@access("secret")
+def put_settings(body: Annotated[schemas.SettingsBody, Body()]) -> SettingsView:
+    return plans.put_settings(tenant_scope(), body.default_plan_id)
+
+
+@app.get("/v1/settings")
+@access("secret")
+def get_settings() -> SettingsView:
+    return plans.get_settings(tenant_scope())
+
+
+# --- usage (secret key, or publishable key + user token) -----------------------------------------------
+
+
+@app.get("/v1/users/<user_id>/usage")
+@access("user")
+def usage(user_id: str) -> UsageView:
+    scope = tenant_scope("user", user_id)
+    return metering.usage(scope, path_id(user_id, "user_id"))
+
+
+@app.post("/v1/users/<user_id>/can-use")
+@access("user")
+def can_use(user_id: str, body: Annotated[schemas.CanUseBody, Body()]) -> CanUseView | CanUseLinesView:
+    scope = tenant_scope("user", user_id)
+    user = path_id(user_id, "user_id")
+    if body.lines is not None:
+        return metering.can_use_lines(scope, user, body.lines)
+    return metering.can_use_one(scope, user, Line(meter=body.meter or "", amount=body.amount or 0))
+
+
+# --- reservations --------------------------------------------------------------------------------------
+
+
+@app.post(
+    "/v1/reservations",
+    responses={201: {"description": "held", "content": {"application/json": {"model": ReservationView}}}},
+)
+@access("secret")
+def reserve(body: Annotated[schemas.ReserveBody, Body()]) -> Response[ReservationView]:
+    scope = tenant_scope()
+    return _created(metering.reserve(scope, body.user_id, body.lines, body.ttl_seconds, idempotency_claim(201)))
+
+
+@app.post("/v1/reservations/<reservation_id>/commit")
+@access("secret")
+def commit(reservation_id: str, body: Annotated[schemas.CommitBody, Body()]) -> CommitView:
+    scope = tenant_scope()
+    return metering.commit(scope, path_id(reservation_id, "reservation_id"), body.lines, idempotency_claim(200))
+
+
+@app.post("/v1/reservations/<reservation_id>/release")
+@access("secret")
+def release(reservation_id: str) -> ReleaseView:
+    scope = tenant_scope()
+    return metering.release_reservation(scope, path_id(reservation_id, "reservation_id"), idempotency_claim(200))
+
+
+@app.get("/v1/reservations/<reservation_id>")
+@access("secret")
+def get_reservation(reservation_id: str) -> ReservationView:
+    scope = tenant_scope()
+    reservation = metering.get_reservation(scope, path_id(reservation_id, "reservation_id"))
+    return metering.reservation_view(reservation, scope)
+
+
+# --- direct usage, refunds, credits, ledger, verify ------------------------------------------------------
+
+
+@app.post(
+    "/v1/events",
+    responses={201: {"description": "recorded", "content": {"application/json": {"model": EventView}}}},
+)
+@access("secret")
+def track(body: Annotated[schemas.EventBody, Body()]) -> Response[EventView]:
+    scope = tenant_scope()
+    return _created(metering.track(scope, body.user_id, body.lines, body.properties or None, idempotency_claim(201)))
+
+
+@app.post(
+    "/v1/refunds",
+    responses={201: {"description": "refunded", "content": {"application/json": {"model": RefundView}}}},
+)
+@access("secret")
+def refund(body: Annotated[schemas.RefundBody, Body()]) -> Response[RefundView]:
+    scope = tenant_scope()
+    return _created(metering.refund(scope, body.user_id, body.lines, body.reason, idempotency_claim(201)))
+
+
+@app.post(
+    "/v1/users/<user_id>/credits",
+    responses={201: {"description": "granted", "content": {"application/json": {"model": GrantView}}}},
+)
+@access("secret")
+def grant_credits(user_id: str, body: Annotated[schemas.CreditsBody, Body()]) -> Response[GrantView]:
+    scope = tenant_scope()
+    user = path_id(user_id, "user_id")
+    return _created(metering.grant_credits(scope, user, body.meter, body.amount, idempotency_claim(201)))
+
+
+@app.get("/v1/users/<user_id>/ledger")
+@access("secret")
+def ledger(
+    user_id: str,
+    limit: Annotated[int, Query(ge=1, le=LEDGER_PAGE_MAX)] = LEDGER_PAGE_DEFAULT,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> LedgerView:
+    scope = tenant_scope()
+    return audit.ledger(scope, path_id(user_id, "user_id"), limit, cursor)
+
+
+@app.post("/v1/verify")
+@access("secret")
+def verify(body: Annotated[schemas.VerifyBody, Body()]) -> VerifyView:
+    return audit.verify(tenant_scope(), body.user_id)
+
+
+@app.post(
+    "/v1/user-tokens",
+    responses={201: {"description": "minted", "content": {"application/json": {"model": schemas.UserTokenView}}}},
+)
+@access("secret")
+def user_token(body: Annotated[schemas.UserTokenBody, Body()]) -> Response[schemas.UserTokenView]:
+    scope = tenant_scope()
+    secret = tokens.signing_secret(scope.store, scope.tenant_id)
+    token, expires_at = tokens.mint(secret, scope.tenant_id, body.user_id, scope.now, body.ttl_seconds)
+    return _created(schemas.UserTokenView(token=token, expires_at=expires_at))

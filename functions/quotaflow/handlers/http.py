@@ -1,0 +1,256 @@
+"""HTTP plumbing of the API function: the resolver, authentication, idempotency claims, and the one map from
+domain errors to HTTP responses (`error_response`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from quotaflow.config import Settings
+from quotaflow.ledger import errors
+from quotaflow.ledger.amounts import ID_PATTERN, EntityId
+from quotaflow.observability import logger
+from quotaflow.services import tenants, tokens
+from quotaflow.services.idempotency import IdempotencyClaim, Replay, remember_failure
+from quotaflow.services.scope import LimitsCache, Scope
+from quotaflow.services.tenants import KeyCache, Principal
+from quotaflow.store.connect import connect
+from quotaflow.store.table import Store
+
+BODY_BYTES_MAX = 64 * 1024
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+LEDGER_PAGE_DEFAULT = 50
+LEDGER_PAGE_MAX = 200
+Access = Literal["public", "admin", "secret", "user"]  # user: a secret key, or a publishable key + user token
+
+
+class PayloadTooLarge(errors.QuotaflowError):
+    code = "payload_too_large"
+
+
+STATUS: dict[type[errors.QuotaflowError], int] = {
+    errors.InvalidRequest: 400,
+    errors.Unauthenticated: 401,
+    errors.InsufficientQuota: 402,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.ReservationNotPending: 409,
+    errors.ReservationExpired: 409,
+    errors.IdempotencyKeyReused: 409,
+    PayloadTooLarge: 413,
+    errors.Throttled: 429,
+    errors.Unavailable: 503,
+}
+RETRYABLE = {429, 503}
+
+
+@dataclass
+class Runtime:
+    """What the function holds across invocations of one container."""
+
+    store: Store
+    settings: Settings
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    limits_cache: LimitsCache = field(default_factory=LimitsCache)
+    key_cache: KeyCache = field(default_factory=KeyCache)
+
+
+_runtime: Runtime | None = None
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def bind(runtime: Runtime) -> None:
+    """Point the function at a store (tests, `quotaflow serve`); in Lambda it binds itself from the environment."""
+    global _runtime
+    _runtime = runtime
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        settings = Settings.from_env()
+        _runtime = Runtime(store=connect(settings), settings=settings)
+    return _runtime
+
+
+# --- request plumbing ---------------------------------------------------------------------------------
+
+Route = TypeVar("Route", bound=Callable[..., Any])
+
+
+def access(level: Access) -> Callable[[Route], Route]:
+    """Declare who may call a route; validation errors are reported only after this check passes."""
+
+    def mark(func: Route) -> Route:
+        func.access = level  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def json_response(
+    status: int, body: BaseModel | dict[str, Any] | None, headers: dict[str, str] | None = None
+) -> Response:
+    payload = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, separators=(",", ":"))
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=payload if body is not None else None,
+        headers=headers or {},
+    )
+
+
+def header(name: str) -> str | None:
+    value = app.current_event.headers.get(name.lower())
+    return value if value is None else str(value)
+
+
+def path_id(raw: str, name: str) -> str:
+    value = unquote(raw)
+    try:
+        return TypeAdapter(EntityId).validate_python(value)
+    except ValidationError:
+        raise errors.InvalidRequest(f"{name} must match {ID_PATTERN}", field=name) from None
+
+
+def preflight(level: Access, user_id: str | None) -> Principal | None:
+    """Size, authentication and authorization, in that order, before anything reads the body."""
+    body = app.current_event.body or ""
+    if len(body.encode()) > BODY_BYTES_MAX:
+        raise PayloadTooLarge(f"bodies are limited to {BODY_BYTES_MAX} bytes", field="body")
+    if level == "public":
+        return None
+    bearer = header("authorization") or ""
+    scheme, _, raw_key = bearer.partition(" ")
+    if scheme.lower() != "bearer" or not raw_key.strip():
+        raise errors.Unauthenticated("send Authorization: Bearer <key>")
+    raw_key = raw_key.strip()
+    if level == "admin" or raw_key.startswith("qf_admin_"):
+        admin_key = runtime().settings.admin_key
+        if admin_key is None or not hmac.compare_digest(raw_key.encode(), admin_key.encode()):
+            raise errors.Unauthenticated("the admin key is not valid")
+        if level != "admin":
+            raise errors.Forbidden("the admin key only manages tenants")
+        return None
+    principal = tenants.authenticate(runtime().store, raw_key, runtime().key_cache)
+    if principal.kind == "publishable":
+        if level != "user" or user_id is None:
+            raise errors.Forbidden("publishable keys may only read usage and ask can-use")
+        token = header("x-quotaflow-user-token")
+        if not token:
+            raise errors.Unauthenticated("publishable keys need an X-Quotaflow-User-Token header")
+        secret = tokens.signing_secret(runtime().store, principal.tenant_id)
+        tokens.check(secret, token, principal.tenant_id, unquote(user_id), runtime().clock())
+    if header("content-type") is not None and app.current_event.body:
+        media = (header("content-type") or "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise errors.InvalidRequest("send JSON with Content-Type: application/json", field="Content-Type")
+    app.append_context(principal=principal)
+    return principal
+
+
+def tenant_scope(level: Access = "secret", user_id: str | None = None) -> Scope:
+    principal = preflight(level, user_id)
+    if principal is None:
+        raise errors.Forbidden("this route needs a tenant key")
+    return Scope(runtime().store, principal.tenant_id, runtime().clock(), runtime().limits_cache)
+
+
+def idempotency_claim(success_status: int) -> IdempotencyClaim | None:
+    """The request's Idempotency-Key, fingerprinted by method, path and canonical JSON body."""
+    key = header("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX or not all(" " <= ch <= "~" for ch in key):
+        raise errors.InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters", field="Idempotency-Key")
+    raw = app.current_event.body or ""
+    try:
+        canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")) if raw else ""
+    except ValueError:
+        canonical = raw
+    http = app.current_event.request_context.http
+    digest = hashlib.sha256(f"{http.method}\n{app.current_event.raw_path}\n{canonical}".encode()).hexdigest()
+    claim = IdempotencyClaim(key, digest, success_status)
+    app.append_context(claim=claim)
+    return claim
+
+
+# --- errors: the one map from domain errors to HTTP ------------------------------------------------------
+
+
+def _error_body(error: errors.QuotaflowError) -> dict[str, Any]:
+    return {"error": {"code": error.code, "message": error.message, "details": error.details}}
+
+
+def error_response(error: errors.QuotaflowError) -> Response:
+    status = STATUS.get(type(error), 400)
+    body = _error_body(error)
+    claim: IdempotencyClaim | None = app.context.get("claim")
+    principal: Principal | None = app.context.get("principal")
+    if claim is not None and principal is not None and status not in RETRYABLE:
+        scope = Scope(runtime().store, principal.tenant_id, runtime().clock(), runtime().limits_cache)
+        try:
+            remember_failure(scope, claim, status, body)
+        except Replay as replay:
+            return json_response(replay.status, replay.body)
+        except errors.QuotaflowError as other:
+            return json_response(STATUS.get(type(other), 400), _error_body(other))
+    headers = {"Retry-After": "1"} if status in RETRYABLE else None
+    return json_response(status, body, headers)
+
+
+@app.exception_handler(errors.QuotaflowError)
+def _domain_error(error: errors.QuotaflowError) -> Response:
+    return error_response(error)
+
+
+@app.exception_handler(Replay)
+def _replay(replay: Replay) -> Response:
+    return json_response(replay.status, replay.body)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(error: RequestValidationError) -> Response:
+    route = app.context.get("_route")
+    level: Access = getattr(getattr(route, "func", None), "access", "secret")
+    user_id = (app.context.get("_route_args") or {}).get("user_id")
+    try:
+        preflight(level, user_id)
+        if app.current_event.request_context.http.method == "POST":
+            idempotency_claim(400)
+    except errors.QuotaflowError as refused:
+        return error_response(refused)
+    first = error.errors()[0]
+    field_name = "body" if first.get("type") == "json_invalid" else _field(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    return error_response(errors.InvalidRequest(f"{field_name}: {message}", field=field_name))
+
+
+@app.exception_handler(errors.InvariantViolation)
+def _bug(violation: errors.InvariantViolation) -> Response:
+    logger.exception("invariant violated")
+    return json_response(500, {"error": {"code": "internal", "message": "internal error", "details": {}}})
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response:
+    return json_response(404, {"error": {"code": "not_found", "message": "no such route", "details": {}}})

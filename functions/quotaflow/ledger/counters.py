@@ -1,0 +1,173 @@
+"""Counters: one user's balance on one meter for one period, and every change that may happen to it.
+
+Every change is a `Delta` on (used, reserved, credits, quota); `available` moves by the same delta so that
+`used + reserved + available == quota + credits` holds after every write (invariant 1). The store turns a
+delta into one atomic `ADD` and a `Guard` into its condition expression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from quotaflow.ledger.errors import InvariantViolation
+from quotaflow.ledger.periods import Period, PeriodKind
+from quotaflow.ledger.plans import EffectiveLimit, Enforcement
+
+
+@dataclass(frozen=True)
+class Delta:
+    used: int = 0
+    reserved: int = 0
+    credits: int = 0
+    quota: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.quota + self.credits - self.used - self.reserved
+
+    def __add__(self, other: Delta) -> Delta:
+        return Delta(
+            self.used + other.used,
+            self.reserved + other.reserved,
+            self.credits + other.credits,
+            self.quota + other.quota,
+        )
+
+    @property
+    def is_zero(self) -> bool:
+        return not (self.used or self.reserved or self.credits or self.quota)
+
+
+class Guard(Enum):
+    """The condition a change needs besides "the counter is the current one"."""
+
+    NONE = "none"
+    ROOM_IF_HARD = "room_if_hard"  # hard enforcement: available >= the amount taken
+    USED_COVERS = "used_covers"  # used >= the amount given back (refunds)
+    RESERVED_COVERS = "reserved_covers"  # reserved >= the hold released (a broken hold is a bug)
+
+
+@dataclass(frozen=True)
+class Counter:
+    meter: str
+    period: PeriodKind
+    period_key: str  # ISO start of the period, or "none"
+    period_end: str | None
+    label: str
+    enforcement: Enforcement
+    limits_version: int
+    quota: int = 0
+    credits: int = 0
+    used: int = 0
+    reserved: int = 0
+    available: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.available)
+
+    def apply(self, delta: Delta) -> Counter:
+        return replace(
+            self,
+            used=self.used + delta.used,
+            reserved=self.reserved + delta.reserved,
+            credits=self.credits + delta.credits,
+            quota=self.quota + delta.quota,
+            available=self.available + delta.available,
+        )
+
+    def admits(self, delta: Delta, guard: Guard) -> bool:
+        """Whether the store's condition for this change would pass on this state."""
+        if guard is Guard.ROOM_IF_HARD:
+            taken = -delta.available
+            return self.enforcement != "hard" or taken <= 0 or self.available >= taken
+        if guard is Guard.USED_COVERS:
+            return self.used >= -delta.used
+        if guard is Guard.RESERVED_COVERS:
+            return self.reserved >= -delta.reserved
+        return True
+
+    def check(self) -> None:
+        """Raise InvariantViolation if this state breaks invariant 1 or a sign rule."""
+        if self.used < 0:
+            raise InvariantViolation(f"{self.meter}@{self.period_key}: used {self.used} < 0")
+        if self.reserved < 0:
+            raise InvariantViolation(f"{self.meter}@{self.period_key}: reserved {self.reserved} < 0")
+        if self.credits < 0:
+            raise InvariantViolation(f"{self.meter}@{self.period_key}: credits {self.credits} < 0")
+        if self.used + self.reserved + self.available != self.quota + self.credits:
+            raise InvariantViolation(
+                f"{self.meter}@{self.period_key}: used {self.used} + reserved {self.reserved} + available "
+                f"{self.available} != quota {self.quota} + credits {self.credits}"
+            )
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One counter change and the ledger entry that records it."""
+
+    kind: str
+    meter: str
+    period_key: str
+    delta: Delta
+    guard: Guard = Guard.NONE
+
+
+@dataclass(frozen=True)
+class PeriodOpening:
+    """What opening a counter's period writes: the new current counter, the closed one kept as history."""
+
+    current: Counter
+    closed: Counter | None
+    postings: tuple[Posting, ...]
+
+
+def unspent_credits(counter: Counter) -> int:
+    """Credits are spent after the period allowance: what the period used beyond its quota came from them."""
+    spent = min(counter.credits, max(0, counter.used - counter.quota))
+    return counter.credits - spent
+
+
+def open_period(previous: Counter | None, limit: EffectiveLimit, period: Period, limits_version: int) -> PeriodOpening:
+    """Open `period` for a meter: allowance from the limit; unspent credits and pending holds move forward."""
+    fresh = Counter(
+        meter=limit.meter,
+        period=limit.period,
+        period_key=period.key,
+        period_end=period.end_iso,
+        label=limit.label,
+        enforcement=limit.enforcement,
+        limits_version=limits_version,
+    )
+    postings = [Posting("quota_change", limit.meter, period.key, Delta(quota=limit.quota))]
+    if previous is None:
+        return PeriodOpening(fresh.apply(postings[0].delta), None, tuple(postings))
+    carried = Delta(credits=unspent_credits(previous), reserved=previous.reserved)
+    closed = previous
+    if not carried.is_zero:
+        postings.append(Posting("carryover", limit.meter, period.key, carried))
+        out = Delta(credits=-carried.credits, reserved=-carried.reserved)
+        postings.append(Posting("carryover", limit.meter, previous.period_key, out))
+        closed = previous.apply(out)
+    current = fresh
+    for posting in postings:
+        if posting.period_key == period.key:
+            current = current.apply(posting.delta)
+    return PeriodOpening(current, closed, tuple(postings))
+
+
+def retune(counter: Counter, limit: EffectiveLimit, limits_version: int) -> tuple[Counter, Posting | None]:
+    """Apply changed limits to the current counter: a quota change moves `available` by the difference."""
+    posting = None
+    updated = replace(
+        counter,
+        label=limit.label,
+        enforcement=limit.enforcement,
+        period=limit.period,
+        limits_version=limits_version,
+    )
+    if limit.quota != counter.quota:
+        posting = Posting("quota_change", counter.meter, counter.period_key, Delta(quota=limit.quota - counter.quota))
+        updated = updated.apply(posting.delta)
+    return updated, posting

@@ -1,0 +1,77 @@
+"""Reservations: pending holds on one or more meters that end exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from quotaflow.ledger.amounts import Line
+from quotaflow.ledger.counters import Delta, Guard
+from quotaflow.ledger.errors import InvalidRequest
+
+ReservationStatus = Literal["pending", "committed", "released", "expired"]
+TTL_SECONDS_DEFAULT = 900
+TTL_SECONDS_MAX = 86_400
+
+
+@dataclass(frozen=True)
+class Reservation:
+    reservation_id: str
+    user_id: str
+    lines: tuple[Line, ...]
+    status: ReservationStatus
+    created_at: datetime
+    expires_at: datetime
+
+    def status_at(self, now: datetime) -> ReservationStatus:
+        """A pending reservation past its expiry is expired, whether or not anything has reclaimed it yet."""
+        if self.status == "pending" and now >= self.expires_at:
+            return "expired"
+        return self.status
+
+
+@dataclass(frozen=True)
+class MeterChange:
+    meter: str
+    delta: Delta
+    guard: Guard
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The outcome of ending a reservation: per-meter counter changes and what the caller is told."""
+
+    changes: tuple[MeterChange, ...]
+    committed: tuple[Line, ...]
+    refunded: tuple[Line, ...]
+    overage: tuple[Line, ...]
+
+
+def settle(held: tuple[Line, ...], actual: list[Line]) -> Settlement:
+    """Commit `actual` against the holds: a meter left out commits 0; usage above the hold is recorded in full.
+
+    The hold returns exactly once (reserved -= held) and the real usage is added (used += actual): an amount
+    above the hold is overage, never dropped, so `available` may go below zero even on a hard meter.
+    """
+    held_by_meter = {line.meter: line.amount for line in held}
+    actual_by_meter: dict[str, int] = {}
+    for index, line in enumerate(actual):
+        if line.meter not in held_by_meter:
+            raise InvalidRequest(f"the reservation holds no {line.meter!r}", field=f"lines[{index}].meter")
+        actual_by_meter[line.meter] = line.amount
+    changes, committed, refunded, overage = [], [], [], []
+    for meter, hold in held_by_meter.items():
+        amount = actual_by_meter.get(meter, 0)
+        changes.append(MeterChange(meter, Delta(used=amount, reserved=-hold), Guard.RESERVED_COVERS))
+        committed.append(Line(meter=meter, amount=amount))
+        refunded.append(Line(meter=meter, amount=max(0, hold - amount)))
+        if amount > hold:
+            overage.append(Line(meter=meter, amount=amount - hold))
+    return Settlement(tuple(changes), tuple(committed), tuple(refunded), tuple(overage))
+
+
+def release(held: tuple[Line, ...]) -> Settlement:
+    """Return every hold in full (release and expiry)."""
+    changes = tuple(MeterChange(line.meter, Delta(reserved=-line.amount), Guard.RESERVED_COVERS) for line in held)
+    return Settlement(changes, (), held, ())

@@ -1,0 +1,61 @@
+"""API Gateway HTTP API (payload v2) events and a Lambda context, as AWS would hand them to the function."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+
+def http_event(method: str, path: str, *, query: str = "", headers: dict[str, str] | None = None,
+               body: bytes | None = None, source_ip: str = "127.0.0.1") -> dict[str, object]:
+    """The event API Gateway would send for this request (header names lowercased, as AWS does)."""
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+    text: str | None = None
+    is_base64 = False
+    if body:
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            text, is_base64 = base64.b64encode(body).decode(), True
+    now = datetime.now(UTC)
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "queryStringParameters": dict(parse_qsl(query)) or None,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "localhost",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
+                     "userAgent": lowered.get("user-agent", "")},
+            "requestId": secrets.token_hex(8),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }
+
+
+@dataclass
+class LocalContext:
+    """The attributes of a Lambda context that Powertools reads."""
+
+    function_name: str = "quotaflow-api"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:quotaflow-api"
+    aws_request_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    log_group_name: str = "/aws/lambda/quotaflow-api"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000

@@ -1,0 +1,185 @@
+"""A small HTTP server that turns each request into an API Gateway v2 event for the API function.
+
+Concurrency: Powertools' resolver keeps the current event in class state, so one process handles one request
+at a time, exactly like a Lambda container. Embedded mode (moto in memory, not atomic under threads) runs
+one in-process worker; with `--dynamodb-endpoint` a pool of worker processes serves requests in parallel."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from quotaflow.config import Settings
+
+BODY_READ_MAX = 1024 * 1024  # the API refuses bodies over 64 KiB with 413; past this the server stops reading
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
+    from quotaflow.handlers import api, http
+    from quotaflow.local.events import LocalContext
+    from quotaflow.store.connect import connect
+    from quotaflow.store.table import Store
+
+    store = Store(client, settings.table_name) if client is not None else connect(settings)
+    store.create_table()
+    http.bind(http.Runtime(store=store, settings=settings))
+    return lambda event: api.handler(event, LocalContext())
+
+
+class InProcess:
+    """One worker in this process: requests are served one at a time (moto needs that anyway)."""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self._invoke = _bind_api(settings, client)
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return self._invoke(event)
+
+    def close(self) -> None:
+        return None
+
+
+_worker_invoke: Invoke | None = None
+
+
+def _worker_init(settings: Settings) -> None:
+    global _worker_invoke
+    _worker_invoke = _bind_api(settings)
+
+
+def _worker_call(event: dict[str, Any]) -> dict[str, Any]:
+    assert _worker_invoke is not None
+    return _worker_invoke(event)
+
+
+class WorkerPool:
+    """N worker processes, each one "container" with its own caches, for a real DynamoDB endpoint."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        _bind_api(settings)  # create the table once, before the workers start
+        self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(settings,))
+        for future in [self._pool.submit(os.getpid) for _ in range(workers)]:
+            future.result()
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self._pool.submit(_worker_call, event).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+def start_embedded_dynamodb() -> Any:
+    """moto's DynamoDB, in this process's memory. Returns a boto3 client bound to it."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(name, value)
+    from moto import mock_aws
+
+    from quotaflow.store.connect import CLIENT_CONFIG
+
+    mock_aws().start()
+    import boto3
+
+    return boto3.client("dynamodb", region_name="us-east-1", config=CLIENT_CONFIG)
+
+
+def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
+    from quotaflow.local.events import http_event
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "quotaflow"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > BODY_READ_MAX:
+                self._reply({"statusCode": 413, "headers": {"Content-Type": "application/json"},
+                             "body": json.dumps({"error": {"code": "payload_too_large",
+                                                           "message": "body too large", "details": {}}})},
+                            close=True)
+                return
+            body = self.rfile.read(length) if length else None
+            parts = urlsplit(self.path)
+            event = http_event(self.command, parts.path, query=parts.query, headers=dict(self.headers.items()),
+                               body=body, source_ip=self.client_address[0])
+            try:
+                response = invoke(event)
+            except Exception:  # a bug in the function: answer like API Gateway does, keep serving
+                logging.getLogger("quotaflow.serve").exception("the API function failed")
+                response = {"statusCode": 500, "headers": {"Content-Type": "application/json"},
+                            "body": json.dumps({"error": {"code": "internal", "message": "internal error",
+                                                          "details": {}}})}
+            self._reply(response)
+
+        def _reply(self, response: dict[str, Any], close: bool = False) -> None:
+            payload = (response.get("body") or "").encode()
+            self.send_response(int(response["statusCode"]))
+            for name, value in (response.get("headers") or {}).items():
+                self.send_header(name, str(value))
+            self.send_header("Content-Length", str(len(payload)))
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 - http.server's naming
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
+            return  # the API function logs every request as structured JSON
+
+    return Handler
+
+
+@dataclass
+class LocalServer:
+    httpd: ThreadingHTTPServer
+    invoke: InProcess | WorkerPool
+    admin_key: str
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def start_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="quotaflow-serve", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.invoke.close()
+
+
+def build_server(*, host: str = "127.0.0.1", port: int = 8080, dynamodb_endpoint: str | None = None,
+                 table_name: str = "quotaflow", admin_key: str | None = None, workers: int = 4) -> LocalServer:
+    """Create the table if missing, bind the API, listen. The port answers only once all of that is done."""
+    admin_key = admin_key or os.environ.get("QUOTAFLOW_ADMIN_KEY") or "qf_admin_" + secrets.token_urlsafe(24)
+    settings = Settings(table_name=table_name, dynamodb_endpoint=dynamodb_endpoint, admin_key=admin_key)
+    invoke: InProcess | WorkerPool
+    if dynamodb_endpoint is None:
+        invoke = InProcess(settings, start_embedded_dynamodb())
+    elif workers <= 1:
+        invoke = InProcess(settings)
+    else:
+        invoke = WorkerPool(settings, workers)
+    httpd = ThreadingHTTPServer((host, port), _handler_class(invoke))
+    httpd.daemon_threads = True
+    return LocalServer(httpd, invoke, admin_key)

@@ -1,0 +1,100 @@
+"""Plans, subscriptions and tenant settings. A limit change reaches every affected counter at once."""
+
+from __future__ import annotations
+
+from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
+from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription
+from quotaflow.services.scope import Scope
+from quotaflow.services.users import default_plan_id, get_plan, resync
+from quotaflow.services.views import SettingsView, SubscriptionView
+from quotaflow.store import items, keys
+from quotaflow.store.table import ConditionFailed
+
+PLANS_PAGES_MAX = 10
+SUBSCRIBER_PAGES_MAX = 100  # 100,000 subscribers per plan change; past that the change is refused, not partial
+
+
+def put_plan(scope: Scope, plan: Plan) -> Plan:
+    """Create or replace a plan, then apply its limits to every subscriber's current counters."""
+    previous = scope.store.get(keys.plan(scope.tenant_id, plan.plan_id))
+    version = previous["version"] + 1 if previous else 1
+    stored = plan.model_copy(update={"version": version})
+    condition = "version = :v" if previous else "attribute_not_exists(pk)"
+    values = {":v": previous["version"]} if previous else None
+    item = items.plan_item(scope.tenant_id, stored)
+    try:
+        scope.store.put(item, condition=condition, values=values)
+    except ConditionFailed:
+        raise Conflict(f"plan {plan.plan_id} changed concurrently; retry") from None
+    for subscriber in scope.store.query_all(
+        keys.plan_subscribers(scope.tenant_id, plan.plan_id),
+        "",
+        pages_max=SUBSCRIBER_PAGES_MAX,
+        index=keys.GSI_PLAN_SUBSCRIBERS,
+    ):
+        resync(scope, subscriber["gsi1sk"], stored, implicit=bool(subscriber.get("implicit")))
+    return stored
+
+
+def list_plans(scope: Scope) -> list[Plan]:
+    pk, prefix = keys.plans_prefix(scope.tenant_id)
+    return [items.plan_from(item) for item in scope.store.query_all(pk, prefix, pages_max=PLANS_PAGES_MAX)]
+
+
+def put_subscription(
+    scope: Scope,
+    user_id: str,
+    plan_id: str,
+    custom_limits: dict[str, LimitOverride],
+    stripe_customer_id: str | None,
+) -> SubscriptionView:
+    plan = get_plan(scope, plan_id)
+    for meter, override in custom_limits.items():
+        if meter not in plan.limits and override.quota is None:
+            raise InvalidRequest(
+                f"custom limit {meter!r} is not in plan {plan_id}: it needs a quota",
+                field=f"custom_limits.{meter}.quota",
+            )
+    if len(set(plan.limits) | set(custom_limits)) > METERS_PER_PLAN_MAX:
+        raise InvalidRequest(f"at most {METERS_PER_PLAN_MAX} meters per user", field="custom_limits")
+    subscription = resync(scope, user_id, plan, custom_limits=custom_limits, stripe_customer_id=stripe_customer_id)
+    return subscription_view(subscription, scope)
+
+
+def subscription_view(subscription: Subscription, scope: Scope) -> SubscriptionView:
+    return SubscriptionView(
+        user_id=subscription.user_id,
+        plan_id=subscription.plan_id,
+        custom_limits={m: o.model_dump(exclude_none=True) for m, o in subscription.custom_limits.items()},
+        stripe_customer_id=subscription.stripe_customer_id,
+        updated_at=scope.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def get_subscription(scope: Scope, user_id: str) -> SubscriptionView:
+    item = scope.store.get(keys.subscription(scope.tenant_id, user_id))
+    if item is None or item.get("implicit"):
+        raise NotFound(f"user {user_id!r} has no subscription", user_id=user_id)
+    view = subscription_view(items.subscription_from(item), scope)
+    return view.model_copy(update={"updated_at": item["updated_at"]})
+
+
+def get_settings(scope: Scope) -> SettingsView:
+    return SettingsView(tenant_id=scope.tenant_id, default_plan_id=default_plan_id(scope))
+
+
+def put_settings(scope: Scope, default_plan: str | None) -> SettingsView:
+    """Set the default plan; users on the old default (never subscribed themselves) move with it."""
+    new_plan = get_plan(scope, default_plan) if default_plan else None
+    old_plan_id = default_plan_id(scope)
+    scope.store.update(keys.tenant(scope.tenant_id), "SET default_plan_id = :plan", values={":plan": default_plan})
+    if old_plan_id and new_plan and old_plan_id != new_plan.plan_id:
+        for subscriber in scope.store.query_all(
+            keys.plan_subscribers(scope.tenant_id, old_plan_id),
+            "",
+            pages_max=SUBSCRIBER_PAGES_MAX,
+            index=keys.GSI_PLAN_SUBSCRIBERS,
+        ):
+            if subscriber.get("implicit"):
+                resync(scope, subscriber["gsi1sk"], new_plan, implicit=True)
+    return SettingsView(tenant_id=scope.tenant_id, default_plan_id=default_plan)

@@ -1,0 +1,129 @@
+"""Tenants and their API keys. Keys are stored as SHA-256 hashes and shown once, at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from quotaflow.ledger.errors import Conflict, NotFound, Unauthenticated
+from quotaflow.ledger.periods import iso
+from quotaflow.services.tokens import new_signing_secret
+from quotaflow.services.views import KeyCreatedView, TenantCreatedView
+from quotaflow.store import keys
+from quotaflow.store.table import Store, Transaction, TransactionCancelled
+
+KeyKind = Literal["secret", "publishable"]
+KEY_PREFIXES: dict[str, KeyKind] = {"qf_sk_": "secret", "qf_pk_": "publishable"}
+KEY_LENGTH_MAX = 128
+KEY_CACHE_SECONDS = 5.0  # a revoked key keeps working on a warm container for at most this long
+KEY_CACHE_ENTRIES_MAX = 1_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    kind: KeyKind
+    key_id: str
+
+
+@dataclass
+class KeyCache:
+    entries: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key_hash: str) -> Principal | None:
+        hit = self.entries.get(key_hash)
+        if hit is None or time.monotonic() - hit[0] > KEY_CACHE_SECONDS:
+            return None
+        return hit[1]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        with self.lock:
+            if len(self.entries) >= KEY_CACHE_ENTRIES_MAX:
+                self.entries.clear()
+            self.entries[key_hash] = (time.monotonic(), principal)
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def authenticate(store: Store, raw_key: str, cache: KeyCache) -> Principal:
+    kind = next((k for prefix, k in KEY_PREFIXES.items() if raw_key.startswith(prefix)), None)
+    if kind is None or len(raw_key) > KEY_LENGTH_MAX:
+        raise Unauthenticated("the API key is malformed")
+    key_hash = hash_key(raw_key)
+    principal = cache.get(key_hash)
+    if principal is not None:
+        return principal
+    item = store.get(keys.api_key(key_hash))
+    if item is None or not hmac.compare_digest(item["key_hash"], key_hash) or item["kind"] != kind:
+        raise Unauthenticated("the API key is unknown or revoked")
+    principal = Principal(item["tenant_id"], item["kind"], item["key_id"])
+    cache.put(key_hash, principal)
+    return principal
+
+
+def _add_key(tx: Transaction, tenant_id: str, kind: KeyKind, now: datetime) -> KeyCreatedView:
+    prefix = next(p for p, k in KEY_PREFIXES.items() if k == kind)
+    raw_key = prefix + secrets.token_urlsafe(32)
+    key_id = "key_" + secrets.token_hex(8)
+    key_hash = hash_key(raw_key)
+    record = {
+        "tenant_id": tenant_id,
+        "key_id": key_id,
+        "kind": kind,
+        "key_hash": key_hash,
+        "created_at": iso(now),
+    }
+    tx.put("key", {**keys.api_key(key_hash), **record}, condition="attribute_not_exists(pk)")
+    tx.put("key_listing", {**keys.tenant_key_listing(tenant_id, key_id), **record})
+    return KeyCreatedView(key=raw_key, key_id=key_id, kind=kind)
+
+
+def create_tenant(store: Store, tenant_id: str, now: datetime) -> TenantCreatedView:
+    tx = store.transaction()
+    tx.put(
+        "tenant",
+        {
+            **keys.tenant(tenant_id),
+            "tenant_id": tenant_id,
+            "created_at": iso(now),
+            "token_secret": new_signing_secret(),
+        },
+        condition="attribute_not_exists(pk)",
+    )
+    secret = _add_key(tx, tenant_id, "secret", now)
+    publishable = _add_key(tx, tenant_id, "publishable", now)
+    try:
+        store.transact(tx)
+    except TransactionCancelled as cancelled:
+        if cancelled.failed("tenant"):
+            raise Conflict(f"tenant {tenant_id!r} already exists", tenant_id=tenant_id) from None
+        raise
+    return TenantCreatedView(tenant_id=tenant_id, secret_key=secret.key, publishable_key=publishable.key)
+
+
+def create_key(store: Store, tenant_id: str, kind: KeyKind, now: datetime) -> KeyCreatedView:
+    if store.get(keys.tenant(tenant_id)) is None:
+        raise NotFound(f"tenant {tenant_id!r} does not exist", tenant_id=tenant_id)
+    tx = store.transaction()
+    created = _add_key(tx, tenant_id, kind, now)
+    store.transact(tx)
+    return created
+
+
+def revoke_key(store: Store, tenant_id: str, key_id: str) -> None:
+    listing = store.get(keys.tenant_key_listing(tenant_id, key_id))
+    if listing is None:
+        raise NotFound(f"key {key_id!r} does not exist", key_id=key_id)
+    tx = store.transaction()
+    tx.delete("key", keys.api_key(listing["key_hash"]))
+    tx.delete("key_listing", keys.tenant_key_listing(tenant_id, key_id))
+    store.transact(tx)

@@ -1,0 +1,258 @@
+"""A user's limits and current counters: loading them, opening periods, and applying limit changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retune
+from quotaflow.ledger.errors import NotFound, Unavailable
+from quotaflow.ledger.periods import period_at
+from quotaflow.ledger.plans import EffectiveLimit, LimitOverride, Plan, Subscription, effective_limits
+from quotaflow.services.scope import Scope, UserLimits
+from quotaflow.services.writes import add_entries
+from quotaflow.store import items, keys
+from quotaflow.store.table import Item, Transaction, TransactionCancelled
+
+USER_PAGES_MAX = 2  # subscription + current counters fit one page; a second is the bound, not the norm
+RESYNC_ATTEMPTS_MAX = 8
+
+
+@dataclass(frozen=True)
+class StoredCounter:
+    counter: Counter
+    rev: int  # bumped by every write: opening a period or retuning limits is optimistic on it
+
+
+@dataclass(frozen=True)
+class UserState:
+    user_id: str
+    subscription_item: Item | None
+    limits: UserLimits
+    counters: dict[str, StoredCounter]
+
+    @property
+    def subscription(self) -> Subscription | None:
+        if self.subscription_item is None or self.subscription_item.get("implicit"):
+            return None
+        return items.subscription_from(self.subscription_item)
+
+
+def get_plan(scope: Scope, plan_id: str) -> Plan:
+    item = scope.store.get(keys.plan(scope.tenant_id, plan_id))
+    if item is None:
+        raise NotFound(f"plan {plan_id!r} does not exist", plan_id=plan_id)
+    return items.plan_from(item)
+
+
+def default_plan_id(scope: Scope) -> str | None:
+    tenant = scope.store.get(keys.tenant(scope.tenant_id))
+    return tenant.get("default_plan_id") if tenant else None
+
+
+def load_user(scope: Scope, user_id: str) -> UserState:
+    """One Query of the user's partition: subscription and current counters (plus two reads for a default-plan
+    user seen for the first time). Refreshes the limits cache."""
+    partition = keys.user_partition(scope.tenant_id, user_id)
+    subscription_item, counters = None, {}
+    for item in scope.store.query_all(partition, keys.USER_CURRENT_PREFIX, pages_max=USER_PAGES_MAX):
+        if item["sk"] == keys.SUBSCRIPTION_SK:
+            subscription_item = item
+        else:
+            counters[item["meter"]] = StoredCounter(items.counter_from(item), item["rev"])
+    if subscription_item is not None:
+        limits = UserLimits(
+            plan_id=subscription_item["subscription"]["plan_id"],
+            limits=items.limits_from(subscription_item),
+            limits_version=subscription_item["limits_version"],
+            stored=True,
+        )
+    else:
+        plan_id = default_plan_id(scope)
+        if plan_id is None:
+            raise NotFound(f"user {user_id!r} has no subscription and the tenant has no default plan", user_id=user_id)
+        limits = UserLimits(plan_id, effective_limits(get_plan(scope, plan_id), {}), 0, stored=False)
+    scope.cache.put(scope.tenant_id, user_id, limits)
+    return UserState(user_id, subscription_item, limits, counters)
+
+
+def current_limits(scope: Scope, user_id: str) -> UserLimits:
+    return scope.cache.get(scope.tenant_id, user_id) or load_user(scope, user_id).limits
+
+
+def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
+    """Make the counters of `meters` current: store a default-plan user's subscription, open new periods,
+    catch up on limit changes. Each step is optimistic; losing a race to a concurrent writer is success."""
+    state = load_user(scope, user_id)
+    if not state.limits.stored:
+        resync(scope, user_id, get_plan(scope, state.limits.plan_id), implicit=True, only_if_missing=True)
+        state = load_user(scope, user_id)
+    version = state.limits.limits_version
+    for meter in meters:
+        limit = state.limits.limits.get(meter)
+        if limit is None:
+            continue  # the caller reports meters the plan lacks
+        stored = state.counters.get(meter)
+        period = period_at(limit.period, scope.now)
+        tx = scope.store.transaction()
+        if stored is None or stored.counter.period_key != period.key:
+            _add_opening(
+                tx,
+                scope,
+                user_id,
+                stored,
+                open_period(stored.counter if stored else None, limit, period, version),
+            )
+        elif stored.counter.limits_version != version:
+            _add_retune(tx, scope, user_id, stored, limit, version)
+        try:
+            scope.store.transact(tx)
+        except TransactionCancelled:
+            scope.cache.forget(scope.tenant_id, user_id)  # someone else moved first; the caller reloads
+
+
+def _add_opening(
+    tx: Transaction, scope: Scope, user_id: str, stored: StoredCounter | None, opening: PeriodOpening
+) -> None:
+    rev = stored.rev + 1 if stored else 0
+    item = items.counter_item(scope.tenant_id, user_id, opening.current, rev=rev)
+    if stored is None:
+        tx.put("counter:open", item, condition="attribute_not_exists(pk)")
+    else:
+        tx.put("counter:open", item, condition="rev = :rev", values={":rev": stored.rev})
+    if opening.closed is not None:
+        tx.put(
+            "counter:closed",
+            items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True),
+            condition="attribute_not_exists(pk)",
+        )
+    add_entries(tx, scope, user_id, opening.postings, ref="period_open")
+
+
+def _add_retune(
+    tx: Transaction,
+    scope: Scope,
+    user_id: str,
+    stored: StoredCounter,
+    limit: EffectiveLimit | None,
+    version: int,
+) -> None:
+    """Apply new limits to a current counter (a quota change moves `available`); a counter whose period or
+    meter no longer matches only learns the new version, and its next write opens the right period."""
+    key = keys.counter_current(scope.tenant_id, user_id, stored.counter.meter)
+    current = (
+        limit is not None and not limit.retired and period_at(limit.period, scope.now).key == stored.counter.period_key
+    )
+    if not current or limit is None:
+        tx.update(
+            "counter:version",
+            key,
+            "SET limits_version = :v ADD rev :one",
+            condition="rev = :rev",
+            values={":v": version, ":one": 1, ":rev": stored.rev},
+        )
+        return
+    updated, posting = retune(stored.counter, limit, version)
+    quota_delta = posting.delta.quota if posting else 0
+    tx.update(
+        "counter:retune",
+        key,
+        "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v "
+        "ADD quota :dq, available :dq, rev :one",
+        condition="rev = :rev",
+        names={"#period": "period"},
+        values={
+            ":label": updated.label,
+            ":enforcement": updated.enforcement,
+            ":period": updated.period,
+            ":v": version,
+            ":dq": quota_delta,
+            ":one": 1,
+            ":rev": stored.rev,
+        },
+    )
+    if posting:
+        add_entries(tx, scope, user_id, [posting], ref="limits_change")
+
+
+def resync(
+    scope: Scope,
+    user_id: str,
+    plan: Plan,
+    *,
+    custom_limits: dict[str, LimitOverride] | None = None,
+    stripe_customer_id: str | None = None,
+    implicit: bool = False,
+    only_if_missing: bool = False,
+) -> Subscription:
+    """Put the user on `plan` and apply the resulting limits to their current counters, in one transaction.
+
+    `custom_limits=None` keeps the stored overrides and customer id. Meters dropped from the plan stay,
+    retired, while their counter still holds reservations, so those can still end."""
+    for _ in range(RESYNC_ATTEMPTS_MAX):
+        state = _load_stored(scope, user_id)
+        previous = state.subscription_item
+        if previous is not None and only_if_missing:
+            return items.subscription_from(previous)
+        if custom_limits is None and previous is not None:
+            kept = items.subscription_from(previous)
+            subscription = kept.model_copy(update={"plan_id": plan.plan_id})
+        else:
+            subscription = Subscription(
+                user_id=user_id,
+                plan_id=plan.plan_id,
+                custom_limits=custom_limits or {},
+                stripe_customer_id=stripe_customer_id,
+            )
+        limits = _with_retired(effective_limits(plan, subscription.custom_limits), state)
+        version = state.limits.limits_version + 1
+        tx = scope.store.transaction()
+        item = items.subscription_item(
+            scope.tenant_id, subscription, limits, version, implicit=implicit, updated_at=scope.now
+        )
+        if previous is None:
+            tx.put("subscription", item, condition="attribute_not_exists(pk)")
+        else:
+            tx.put(
+                "subscription",
+                item,
+                condition="limits_version = :v",
+                values={":v": state.limits.limits_version},
+            )
+        for meter, stored in state.counters.items():
+            _add_retune(tx, scope, user_id, stored, limits.get(meter), version)
+        try:
+            scope.store.transact(tx)
+        except TransactionCancelled:
+            continue
+        finally:
+            scope.cache.forget(scope.tenant_id, user_id)
+        return subscription
+    raise Unavailable(f"limits of {user_id!r} kept changing under us; retry shortly")
+
+
+def _load_stored(scope: Scope, user_id: str) -> UserState:
+    """The user's stored state; a user with no subscription item has no limits yet (version 0)."""
+    try:
+        state = load_user(scope, user_id)
+    except NotFound:
+        return UserState(user_id, None, UserLimits("", {}, 0, stored=False), {})
+    if state.subscription_item is None:
+        return UserState(user_id, None, UserLimits(state.limits.plan_id, {}, 0, stored=False), state.counters)
+    return state
+
+
+def _with_retired(limits: dict[str, EffectiveLimit], state: UserState) -> dict[str, EffectiveLimit]:
+    merged = dict(limits)
+    for meter, stored in state.counters.items():
+        if meter not in merged and stored.counter.reserved > 0:
+            counter = stored.counter
+            merged[meter] = EffectiveLimit(
+                meter=meter,
+                label=counter.label,
+                quota=counter.quota,
+                period=counter.period,
+                enforcement=counter.enforcement,
+                retired=True,
+            )
+    return merged

@@ -1,0 +1,1 @@
+"""DynamoDB: the single table's keys, item shapes and the boto3 calls."""

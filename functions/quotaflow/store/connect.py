@@ -1,0 +1,34 @@
+"""Building the boto3 client: timeouts and retries chosen on purpose.
+
+botocore's standard retry mode retries throttling and transient 5xx itself (3 attempts, jittered backoff);
+the store never retries those again, and maps what remains to 429/503. Cancelled transactions are not
+retried by botocore: the write loop reads their reasons and decides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from quotaflow.config import Settings
+from quotaflow.store.table import Store
+
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=2,
+    read_timeout=5,
+    max_pool_connections=32,
+    tcp_keepalive=True,
+)
+
+
+def dynamodb_client(settings: Settings) -> Any:
+    kwargs: dict[str, Any] = {"region_name": settings.region, "config": CLIENT_CONFIG}
+    if settings.dynamodb_endpoint:
+        kwargs["endpoint_url"] = settings.dynamodb_endpoint
+    return boto3.client("dynamodb", **kwargs)
+
+
+def connect(settings: Settings) -> Store:
+    return Store(dynamodb_client(settings), settings.table_name)

@@ -1,0 +1,91 @@
+"""The only module that knows the single table's key formats.
+
+    pk                          sk                       item
+    T#<tenant>                  TENANT                   tenant settings
+    T#<tenant>                  KEY#<key_id>             an API key's listing (hash, kind)
+    T#<tenant>                  PLAN#<plan_id>           a plan
+    APIKEY#<sha256>             APIKEY                   key lookup by hash
+    T#<tenant>#U#<user>         S#SUB                    subscription (+ effective limits, limits_version)
+    T#<tenant>#U#<user>         S#CTR#<meter>            the meter's current counter
+    T#<tenant>#U#<user>         H#CTR#<meter>#<period>   a closed period's counter
+    T#<tenant>#U#<user>         L#<entry_id>             ledger entry (time-ordered ids)
+    T#<tenant>#R#<reservation>  RSV                      reservation
+    T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
+
+GSI1 (gsi1pk, gsi1sk) = (T#<tenant>#PLAN#<plan_id>, <user>) on subscriptions: a plan's subscribers.
+GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>, <expires_at>#<tenant>#<reservation>) on pending reservations only.
+Ids never contain '#': the API admits only [A-Za-z0-9_.:@-].
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+Key = dict[str, str]
+
+GSI_PLAN_SUBSCRIBERS = "gsi1"
+GSI_EXPIRY = "gsi2"
+
+USER_CURRENT_PREFIX = "S#"  # subscription and current counters: one Query is the whole usage picture
+COUNTER_CURRENT_PREFIX = "S#CTR#"
+COUNTER_CLOSED_PREFIX = "H#CTR#"
+LEDGER_PREFIX = "L#"
+SUBSCRIPTION_SK = "S#SUB"
+
+
+def tenant(tenant_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}", "sk": "TENANT"}
+
+
+def tenant_key_listing(tenant_id: str, key_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}", "sk": f"KEY#{key_id}"}
+
+
+def api_key(key_hash: str) -> Key:
+    return {"pk": f"APIKEY#{key_hash}", "sk": "APIKEY"}
+
+
+def plan(tenant_id: str, plan_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}", "sk": f"PLAN#{plan_id}"}
+
+
+def plans_prefix(tenant_id: str) -> tuple[str, str]:
+    return f"T#{tenant_id}", "PLAN#"
+
+
+def user_partition(tenant_id: str, user_id: str) -> str:
+    return f"T#{tenant_id}#U#{user_id}"
+
+
+def subscription(tenant_id: str, user_id: str) -> Key:
+    return {"pk": user_partition(tenant_id, user_id), "sk": SUBSCRIPTION_SK}
+
+
+def counter_current(tenant_id: str, user_id: str, meter: str) -> Key:
+    return {"pk": user_partition(tenant_id, user_id), "sk": f"{COUNTER_CURRENT_PREFIX}{meter}"}
+
+
+def counter_closed(tenant_id: str, user_id: str, meter: str, period_key: str) -> Key:
+    return {"pk": user_partition(tenant_id, user_id), "sk": f"{COUNTER_CLOSED_PREFIX}{meter}#{period_key}"}
+
+
+def ledger_entry(tenant_id: str, user_id: str, entry_id: str) -> Key:
+    return {"pk": user_partition(tenant_id, user_id), "sk": f"{LEDGER_PREFIX}{entry_id}"}
+
+
+def reservation(tenant_id: str, reservation_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}#R#{reservation_id}", "sk": "RSV"}
+
+
+def idempotency(tenant_id: str, idempotency_key: str) -> Key:
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+    return {"pk": f"T#{tenant_id}#I#{digest}", "sk": "IDEM"}
+
+
+def plan_subscribers(tenant_id: str, plan_id: str) -> str:
+    return f"T#{tenant_id}#PLAN#{plan_id}"
+
+
+def expiry_bucket(expires_at_iso: str) -> str:
+    """Reservations expiring in the same minute share a GSI2 partition: the sweeper reads past buckets."""
+    return f"EXP#{expires_at_iso[:16]}"

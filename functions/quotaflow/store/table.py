@@ -1,0 +1,360 @@
+"""The boto3 calls. Every AWS error code becomes a domain or store error here, once."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from quotaflow.ledger.errors import InvalidRequest, Throttled, Unavailable
+
+Item = dict[str, Any]
+TRANSACT_ITEMS_MAX = 100  # DynamoDB's own limit per TransactWriteItems
+QUERY_PAGE_MAX = 1000
+
+_THROTTLING = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+}
+_TRANSIENT = {"InternalServerError", "ServiceUnavailable", "TransactionInProgressException"}
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    """Python -> DynamoDB attribute value, for the few types quotaflow stores (ints only: no floats)."""
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, list | tuple):
+        return {"L": [to_attr(v) for v in value]}
+    if isinstance(value, dict):
+        return {"M": {k: to_attr(v) for k, v in value.items()}}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def from_attr(attr: dict[str, Any]) -> Any:
+    ((kind, value),) = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return int(value)
+    if kind == "BOOL":
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "L":
+        return [from_attr(v) for v in value]
+    if kind == "M":
+        return {k: from_attr(v) for k, v in value.items()}
+    raise TypeError(f"unexpected attribute type {kind}")
+
+
+def to_item(item: Item) -> dict[str, Any]:
+    return {k: to_attr(v) for k, v in item.items()}
+
+
+def from_item(raw: dict[str, Any]) -> Item:
+    return {k: from_attr(v) for k, v in raw.items()}
+
+
+class ConditionFailed(Exception):
+    """A single conditional write failed; `item` is the item as it was (None if absent)."""
+
+    def __init__(self, item: Item | None) -> None:
+        super().__init__("condition failed")
+        self.item = item
+
+
+@dataclass(frozen=True)
+class Reason:
+    tag: str
+    code: str  # "None", "ConditionalCheckFailed", "TransactionConflict", ...
+    item: Item | None
+
+
+class TransactionCancelled(Exception):
+    """A transaction was refused; `reasons` holds one entry per write, tagged as the caller named it."""
+
+    def __init__(self, reasons: list[Reason]) -> None:
+        super().__init__(", ".join(f"{r.tag}:{r.code}" for r in reasons if r.code != "None"))
+        self.reasons = reasons
+
+    def failed(self, tag_prefix: str) -> list[Reason]:
+        return [r for r in self.reasons if r.code == "ConditionalCheckFailed" and r.tag.startswith(tag_prefix)]
+
+    @property
+    def conflicted(self) -> bool:
+        return any(r.code == "TransactionConflict" for r in self.reasons)
+
+
+@dataclass
+class Transaction:
+    """One unit of work: writes collected by a use case and committed as a single TransactWriteItems."""
+
+    table_name: str
+    writes: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def _add(
+        self,
+        tag: str,
+        op: str,
+        body: dict[str, Any],
+        condition: str | None,
+        names: dict[str, str] | None,
+        values: dict[str, Any] | None,
+    ) -> None:
+        if len(self.writes) >= TRANSACT_ITEMS_MAX:
+            raise InvalidRequest(f"one request may change at most {TRANSACT_ITEMS_MAX} items", field="lines")
+        body = {"TableName": self.table_name, **body}
+        if condition:
+            body["ConditionExpression"] = condition
+            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if names:
+            body["ExpressionAttributeNames"] = names
+        if values:
+            body["ExpressionAttributeValues"] = {k: to_attr(v) for k, v in values.items()}
+        self.writes.append({op: body})
+        self.tags.append(tag)
+
+    def put(
+        self,
+        tag: str,
+        item: Item,
+        *,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        self._add(tag, "Put", {"Item": to_item(item)}, condition, names, values)
+
+    def update(
+        self,
+        tag: str,
+        key: dict[str, str],
+        update: str,
+        *,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        self._add(tag, "Update", {"Key": to_item(key), "UpdateExpression": update}, condition, names, values)
+
+    def delete(
+        self,
+        tag: str,
+        key: dict[str, str],
+        *,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        self._add(tag, "Delete", {"Key": to_item(key)}, condition, names, values)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Item]
+    cursor: str | None
+
+
+class Store:
+    """The table, through a boto3 DynamoDB client. Reads are strongly consistent: balances must not lag."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+
+    def transaction(self) -> Transaction:
+        return Transaction(self.table_name)
+
+    def get(self, key: dict[str, str]) -> Item | None:
+        with _mapped_errors():
+            raw = self.client.get_item(TableName=self.table_name, Key=to_item(key), ConsistentRead=True)
+        return from_item(raw["Item"]) if "Item" in raw else None
+
+    def put(self, item: Item, *, condition: str | None = None, values: dict[str, Any] | None = None) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": to_item(item)}
+        if condition:
+            kwargs.update(ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        if values:
+            kwargs["ExpressionAttributeValues"] = {k: to_attr(v) for k, v in values.items()}
+        with _mapped_errors():
+            self.client.put_item(**kwargs)
+
+    def update(self, key: dict[str, str], update: str, *, values: dict[str, Any]) -> None:
+        with _mapped_errors():
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=to_item(key),
+                UpdateExpression=update,
+                ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
+            )
+
+    def delete(self, key: dict[str, str]) -> None:
+        with _mapped_errors():
+            self.client.delete_item(TableName=self.table_name, Key=to_item(key))
+
+    def query(
+        self,
+        pk: str,
+        sk_prefix: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        newest_first: bool = False,
+        index: str | None = None,
+    ) -> Page:
+        """One page of a partition, sk beginning with `sk_prefix` (on GSIs: the index's own keys)."""
+        pk_name, sk_name = (f"{index}pk", f"{index}sk") if index else ("pk", "sk")
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": pk_name},
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "Limit": min(limit, QUERY_PAGE_MAX),
+            "ScanIndexForward": not newest_first,
+        }
+        if sk_prefix:  # DynamoDB refuses begins_with on an empty string
+            kwargs["KeyConditionExpression"] += " AND begins_with(#sk, :prefix)"
+            kwargs["ExpressionAttributeNames"]["#sk"] = sk_name
+            kwargs["ExpressionAttributeValues"][":prefix"] = {"S": sk_prefix}
+        if index:
+            kwargs["IndexName"] = index
+        else:
+            kwargs["ConsistentRead"] = True
+        if cursor:
+            kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, pk_name, pk, sk_prefix, sk_name)
+        with _mapped_errors():
+            raw = self.client.query(**kwargs)
+        last = raw.get("LastEvaluatedKey")
+        return Page([from_item(i) for i in raw["Items"]], _encode_cursor(last) if last else None)
+
+    def query_all(self, pk: str, sk_prefix: str, *, pages_max: int, index: str | None = None) -> Iterator[Item]:
+        """Every item of a prefix, page by page, failing fast past `pages_max` pages."""
+        cursor: str | None = None
+        for _ in range(pages_max):
+            page = self.query(pk, sk_prefix, limit=QUERY_PAGE_MAX, cursor=cursor, index=index)
+            yield from page.items
+            cursor = page.cursor
+            if cursor is None:
+                return
+        raise Unavailable(f"more than {pages_max} pages under {sk_prefix!r}: refusing an unbounded read")
+
+    def transact(self, tx: Transaction, *, client_token: str | None = None) -> None:
+        if not tx.writes:
+            return
+        kwargs: dict[str, Any] = {"TransactItems": tx.writes}
+        if client_token:
+            kwargs["ClientRequestToken"] = client_token
+        try:
+            with _mapped_errors(frozenset({"TransactionCanceledException"})):
+                self.client.transact_write_items(**kwargs)
+        except ClientError as error:
+            raise _cancellation(error, tx.tags) from error
+
+    def create_table(self) -> None:
+        """Create the table and its indexes if missing (local mode and tests; CDK owns it in AWS)."""
+        try:
+            self.client.describe_table(TableName=self.table_name)
+            return
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        string_keys = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
+        self.client.create_table(
+            TableName=self.table_name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in string_keys],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": index,
+                    "KeySchema": [
+                        {"AttributeName": f"{index}pk", "KeyType": "HASH"},
+                        {"AttributeName": f"{index}sk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in ("gsi1", "gsi2")
+            ],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        self.client.get_waiter("table_exists").wait(TableName=self.table_name)
+        try:
+            self.client.update_time_to_live(
+                TableName=self.table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+            )
+        except ClientError as error:  # DynamoDB Local versions without TTL support still serve everything else
+            if error.response["Error"]["Code"] not in {"UnknownOperationException", "ValidationException"}:
+                raise
+
+
+@contextmanager
+def _mapped_errors(passthrough: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Translate throttling and transient AWS failures into retryable domain errors."""
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in passthrough:
+            raise
+        if code == "ConditionalCheckFailedException":
+            raw = error.response.get("Item")
+            raise ConditionFailed(from_item(raw) if raw else None) from error
+        if code in _THROTTLING:
+            raise Throttled("the database is throttling requests; retry shortly") from error
+        if code in _TRANSIENT:
+            raise Unavailable("the database is temporarily unavailable; retry shortly") from error
+        raise
+    except BotoCoreError as error:  # connection failures and timeouts
+        raise Unavailable("the database could not be reached; retry shortly") from error
+
+
+def _cancellation(error: ClientError, tags: list[str]) -> Exception:
+    raw_reasons = error.response.get("CancellationReasons") or []
+    reasons = [
+        Reason(tag, raw.get("Code", "None"), from_item(raw["Item"]) if raw.get("Item") else None)
+        for tag, raw in zip(tags, raw_reasons, strict=False)
+    ]
+    if any(r.code in _THROTTLING for r in reasons):
+        return Throttled("the database is throttling requests; retry shortly")
+    return TransactionCancelled(reasons)
+
+
+def _encode_cursor(last_key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(from_item(last_key), sort_keys=True).encode()).decode()
+
+
+def _decode_cursor(cursor: str, pk_name: str, pk: str, sk_prefix: str, sk_name: str) -> dict[str, Any]:
+    """A cursor is only ever a key inside the partition and prefix being read: anything else is rejected."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidRequest("cursor is not one this API returned", field="cursor") from None
+    if (
+        not isinstance(key, dict)
+        or key.get(pk_name) != pk
+        or not isinstance(key.get(sk_name), str)
+        or not key[sk_name].startswith(sk_prefix)
+        or not all(isinstance(v, str) for v in key.values())
+        or len(key) > 4
+    ):
+        raise InvalidRequest("cursor is not one this API returned", field="cursor")
+    return to_item(key)
