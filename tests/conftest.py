@@ -19,7 +19,7 @@ os.environ.update({
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 })
 
-from quotaflow.services.scope import LimitsCache, Scope  # noqa: E402 - after the environment is set
+from quotaflow.services.scope import ContainerCache, Scope  # noqa: E402 - after the environment is set
 from quotaflow.store.connect import CLIENT_CONFIG  # noqa: E402
 from quotaflow.store.table import Store  # noqa: E402
 from tests.support.ddb_local import DynamoDBLocal, boto3_client  # noqa: E402
@@ -89,8 +89,8 @@ def moto_store() -> Iterator[Store]:
     yield from _moto_store()
 
 
-def scope_for(store: Store, clock: Clock, tenant_id: str = "acme", cache: LimitsCache | None = None) -> Scope:
-    return Scope(store, tenant_id, clock(), cache or LimitsCache())
+def scope_for(store: Store, clock: Clock, tenant_id: str = "acme", cache: ContainerCache | None = None) -> Scope:
+    return Scope(store, tenant_id, clock(), cache or ContainerCache())
 
 
 def dynamodb_calls(store: Store) -> list[str]:

@@ -22,7 +22,7 @@ from quotaflow.ledger.amounts import ID_PATTERN, EntityId
 from quotaflow.observability import logger
 from quotaflow.services import tenants, tokens
 from quotaflow.services.idempotency import IdempotencyClaim, Replay, remember_failure
-from quotaflow.services.scope import LimitsCache, Scope
+from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.services.tenants import KeyCache, Principal
 from quotaflow.store.connect import connect
 from quotaflow.store.table import Store
@@ -62,7 +62,7 @@ class Runtime:
     store: Store
     settings: Settings
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    limits_cache: LimitsCache = field(default_factory=LimitsCache)
+    cache: ContainerCache = field(default_factory=ContainerCache)
     key_cache: KeyCache = field(default_factory=KeyCache)
 
 
@@ -164,7 +164,7 @@ def tenant_scope(level: Access = "secret", user_id: str | None = None) -> Scope:
     principal = preflight(level, user_id)
     if principal is None:
         raise errors.Forbidden("this route needs a tenant key")
-    return Scope(runtime().store, principal.tenant_id, runtime().clock(), runtime().limits_cache)
+    return Scope(runtime().store, principal.tenant_id, runtime().clock(), runtime().cache)
 
 
 def idempotency_claim(success_status: int) -> IdempotencyClaim | None:
@@ -199,7 +199,7 @@ def error_response(error: errors.QuotaflowError) -> Response:
     claim: IdempotencyClaim | None = app.context.get("claim")
     principal: Principal | None = app.context.get("principal")
     if claim is not None and principal is not None and status not in RETRYABLE:
-        scope = Scope(runtime().store, principal.tenant_id, runtime().clock(), runtime().limits_cache)
+        scope = Scope(runtime().store, principal.tenant_id, runtime().clock(), runtime().cache)
         try:
             remember_failure(scope, claim, status, body)
         except Replay as replay:

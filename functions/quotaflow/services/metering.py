@@ -87,6 +87,7 @@ def reserve(
         )
 
     engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
+    scope.cache.reservations.put((scope.tenant_id, reservation.reservation_id), reservation)
     return view
 
 
@@ -141,8 +142,13 @@ def expire(scope: Scope, reservation: Reservation) -> bool:
 
 
 def _pending(scope: Scope, reservation_id: str) -> Reservation:
-    """The reservation, if it may still end by commit or release. An overdue one is expired on the spot."""
-    reservation = get_reservation(scope, reservation_id)
+    """The reservation, if it may still end by commit or release. An overdue one is expired on the spot.
+
+    A reservation made on this container is known without a read: its holds never change, and the ending
+    transaction's condition decides whether it is still pending."""
+    reservation = scope.cache.reservations.get((scope.tenant_id, reservation_id)) or get_reservation(
+        scope, reservation_id
+    )
     status = reservation.status_at(scope.now)
     if status == "expired":
         if reservation.status == "pending":
@@ -206,7 +212,10 @@ def _end(
                 raise ReservationNotPending("reservation is not overdue yet", status="pending")
             raise ReservationExpired(f"reservation {reservation.reservation_id} expired")
 
-    engine.write(scope, reservation.user_id, build, claim=claim, body=body, on_cancel=on_cancel)
+    try:
+        engine.write(scope, reservation.user_id, build, claim=claim, body=body, on_cancel=on_cancel)
+    finally:
+        scope.cache.reservations.forget((scope.tenant_id, reservation.reservation_id))
 
 
 def track(

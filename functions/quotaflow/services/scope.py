@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from quotaflow.ledger.plans import EffectiveLimit
+from quotaflow.ledger.reservations import TTL_SECONDS_MAX as RESERVATION_TTL_SECONDS_MAX
+from quotaflow.ledger.reservations import Reservation
 from quotaflow.store.table import Store
 
-LIMITS_CACHE_SECONDS = 60.0  # a stale entry costs one failed condition and a reload, never a wrong balance
+LIMITS_CACHE_SECONDS = 60.0
 LIMITS_CACHE_ENTRIES_MAX = 10_000
+RESERVATIONS_CACHED_MAX = 10_000
+V = TypeVar("V")
+_ENTRY_SEQUENCE = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -25,27 +32,42 @@ class UserLimits:
     stored: bool  # False: a default-plan user whose subscription item is not written yet
 
 
-@dataclass
-class LimitsCache:
-    """Per-container cache of users' limits, so a warm reserve or commit is one DynamoDB call."""
+class _Expiring(Generic[V]):
+    """A bounded map whose entries expire; when full, the oldest entry goes."""
 
-    entries: dict[tuple[str, str], tuple[float, UserLimits]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, seconds: float, entries_max: int) -> None:
+        self.seconds = seconds
+        self.entries_max = entries_max
+        self.entries: dict[tuple[str, str], tuple[float, V]] = {}
+        self.lock = threading.Lock()
 
-    def get(self, tenant_id: str, user_id: str) -> UserLimits | None:
-        hit = self.entries.get((tenant_id, user_id))
-        if hit is None or time.monotonic() - hit[0] > LIMITS_CACHE_SECONDS:
+    def get(self, key: tuple[str, str]) -> V | None:
+        hit = self.entries.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.seconds:
             return None
         return hit[1]
 
-    def put(self, tenant_id: str, user_id: str, limits: UserLimits) -> None:
+    def put(self, key: tuple[str, str], value: V) -> None:
         with self.lock:
-            if len(self.entries) >= LIMITS_CACHE_ENTRIES_MAX:
-                self.entries.pop(next(iter(self.entries)))
-            self.entries[(tenant_id, user_id)] = (time.monotonic(), limits)
+            if len(self.entries) >= self.entries_max:
+                self.entries.pop(next(iter(self.entries)), None)
+            self.entries[key] = (time.monotonic(), value)
 
-    def forget(self, tenant_id: str, user_id: str) -> None:
-        self.entries.pop((tenant_id, user_id), None)
+    def forget(self, key: tuple[str, str]) -> None:
+        self.entries.pop(key, None)
+
+
+@dataclass
+class ContainerCache:
+    """What one container remembers between requests, so that a warm reserve or commit is one DynamoDB call.
+
+    Users' limits: a stale entry costs one failed condition and a reload, never a wrong balance. Reservations
+    made here: their holds never change, and whether they are still pending is the transaction's condition."""
+
+    limits: _Expiring[UserLimits] = field(
+        default_factory=lambda: _Expiring(LIMITS_CACHE_SECONDS, LIMITS_CACHE_ENTRIES_MAX))
+    reservations: _Expiring[Reservation] = field(
+        default_factory=lambda: _Expiring(RESERVATION_TTL_SECONDS_MAX, RESERVATIONS_CACHED_MAX))
 
 
 @dataclass(frozen=True)
@@ -53,7 +75,7 @@ class Scope:
     store: Store
     tenant_id: str
     now: datetime
-    cache: LimitsCache
+    cache: ContainerCache
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{secrets.token_hex(12)}"
@@ -61,5 +83,6 @@ class Scope:
     def entry_ids(self, count: int) -> list[str]:
         """Ledger entry ids sort by time (newest-first listing) and keep their order inside one write."""
         stamp = int(self.now.timestamp() * 1000)
-        salt = secrets.token_hex(4)
-        return [f"{stamp:013d}{salt}{index:02d}" for index in range(count)]
+        sequence = next(_ENTRY_SEQUENCE)  # orders this container's writes within one millisecond
+        salt = secrets.token_hex(3)
+        return [f"{stamp:013d}{sequence:012d}{salt}{index:02d}" for index in range(count)]

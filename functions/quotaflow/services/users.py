@@ -72,12 +72,12 @@ def load_user(scope: Scope, user_id: str) -> UserState:
         if plan_id is None:
             raise NotFound(f"user {user_id!r} has no subscription and the tenant has no default plan", user_id=user_id)
         limits = UserLimits(plan_id, effective_limits(get_plan(scope, plan_id), {}), 0, stored=False)
-    scope.cache.put(scope.tenant_id, user_id, limits)
+    scope.cache.limits.put((scope.tenant_id, user_id), limits)
     return UserState(user_id, subscription_item, limits, counters)
 
 
 def current_limits(scope: Scope, user_id: str) -> UserLimits:
-    return scope.cache.get(scope.tenant_id, user_id) or load_user(scope, user_id).limits
+    return scope.cache.limits.get((scope.tenant_id, user_id)) or load_user(scope, user_id).limits
 
 
 def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
@@ -108,7 +108,7 @@ def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
         try:
             scope.store.transact(tx)
         except TransactionCancelled:
-            scope.cache.forget(scope.tenant_id, user_id)  # someone else moved first; the caller reloads
+            scope.cache.limits.forget((scope.tenant_id, user_id))  # someone else moved first; the caller reloads
 
 
 def _add_opening(
@@ -226,7 +226,7 @@ def resync(
         except TransactionCancelled:
             continue
         finally:
-            scope.cache.forget(scope.tenant_id, user_id)
+            scope.cache.limits.forget((scope.tenant_id, user_id))
         return subscription
     raise Unavailable(f"limits of {user_id!r} kept changing under us; retry shortly")
 

@@ -1,0 +1,50 @@
+"""Building blocks for store-level scenarios: a tenant with plans and subscribed users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quotaflow.ledger.amounts import Line
+from quotaflow.ledger.plans import Limit, LimitOverride, Plan
+from quotaflow.services import audit, metering, plans
+from quotaflow.services.scope import ContainerCache, Scope
+from quotaflow.store.table import Store
+from tests.conftest import Clock
+
+PAYGO = Plan(plan_id="plan_paygo", name="Pay as you go", limits={
+    "tokens": Limit(label="Tokens", quota=0, period="none", enforcement="hard"),
+    "requests": Limit(label="Requests", quota=5, period="day", enforcement="soft"),
+})
+MONTHLY = Plan(plan_id="plan_pro", name="Pro", limits={
+    "tokens": Limit(label="Tokens", quota=1000, period="month", enforcement="hard"),
+    "images": Limit(label="Images", quota=3, period="month", enforcement="hard"),
+})
+
+
+class Tenant:
+    """One tenant's view of a store, read at the clock's current time on every call."""
+
+    def __init__(self, store: Store, clock: Clock, tenant_id: str = "acme") -> None:
+        self.store, self.clock, self.tenant_id = store, clock, tenant_id
+        self.cache = ContainerCache()
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.store, self.tenant_id, self.clock(), self.cache)
+
+    def subscribe(self, user_id: str, plan: Plan, **custom_quotas: int) -> None:
+        plans.put_plan(self.scope, plan)
+        overrides = {meter: LimitOverride(quota=quota) for meter, quota in custom_quotas.items()}
+        plans.put_subscription(self.scope, user_id, plan.plan_id, overrides, None)
+
+    def counter(self, user_id: str, meter: str) -> dict[str, Any]:
+        usage = metering.usage(self.scope, user_id)
+        return next(c.model_dump() for c in usage.counters if c.meter == meter)
+
+    def assert_verified(self, user_id: str | None = None) -> None:
+        verdict = audit.verify(self.scope, user_id)
+        assert verdict.ok, verdict.problems
+
+
+def lines(**amounts: int) -> list[Line]:
+    return [Line(meter=meter, amount=amount) for meter, amount in amounts.items()]
