@@ -82,19 +82,19 @@ def health() -> dict[str, bool]:
     return {"ok": True}
 
 
-_openapi_document: dict[str, str] = {}
+_openapi_document: dict[str, Any] = {}
 
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 @access("public")
-def openapi() -> Response[dict[str, Any]]:
-    if "doc" not in _openapi_document:
-        _openapi_document["doc"] = app.get_openapi_json_schema(
+def openapi() -> dict[str, Any]:
+    if not _openapi_document:
+        _openapi_document.update(app.get_openapi_schema(
             title="quotaflow",
             version=__version__,
             description="Usage metering and credits for AI apps: reserve, commit, release; usage; plans.",
-        )
-    return Response(200, "application/json", _openapi_document["doc"])
+        ).model_dump(mode="json", by_alias=True, exclude_none=True))
+    return _openapi_document
 
 
 # --- admin ---------------------------------------------------------------------------------------------

@@ -136,14 +136,15 @@ def preflight(level: Access, user_id: str | None) -> Principal | None:
     if scheme.lower() != "bearer" or not raw_key.strip():
         raise errors.Unauthenticated("send Authorization: Bearer <key>")
     raw_key = raw_key.strip()
-    if level == "admin" or raw_key.startswith("qf_admin_"):
-        admin_key = runtime().settings.admin_key
-        if admin_key is None or not hmac.compare_digest(raw_key.encode(), admin_key.encode()):
-            raise errors.Unauthenticated("the admin key is not valid")
+    admin_key = runtime().settings.admin_key
+    if admin_key is not None and hmac.compare_digest(raw_key.encode(), admin_key.encode()):
         if level != "admin":
             raise errors.Forbidden("the admin key only manages tenants")
+        _require_json()
         return None
     principal = tenants.authenticate(runtime().store, raw_key, runtime().key_cache)
+    if level == "admin":
+        raise errors.Forbidden("tenant keys cannot manage tenants")
     if principal.kind == "publishable":
         if level != "user" or user_id is None:
             raise errors.Forbidden("publishable keys may only read usage and ask can-use")
@@ -152,12 +153,16 @@ def preflight(level: Access, user_id: str | None) -> Principal | None:
             raise errors.Unauthenticated("publishable keys need an X-Quotaflow-User-Token header")
         secret = tokens.signing_secret(runtime().store, principal.tenant_id)
         tokens.check(secret, token, principal.tenant_id, unquote(user_id), runtime().clock())
-    if header("content-type") is not None and app.current_event.body:
+    _require_json()
+    app.append_context(principal=principal)
+    return principal
+
+
+def _require_json() -> None:
+    if app.current_event.body:
         media = (header("content-type") or "").split(";")[0].strip().lower()
         if media != "application/json":
             raise errors.InvalidRequest("send JSON with Content-Type: application/json", field="Content-Type")
-    app.append_context(principal=principal)
-    return principal
 
 
 def tenant_scope(level: Access = "secret", user_id: str | None = None) -> Scope:

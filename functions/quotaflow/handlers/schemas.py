@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from quotaflow.ledger.amounts import Amount, EntityId, Line, Lines, MeterKey
+from quotaflow.ledger.amounts import Amount, EntityId, Line, Lines, MeterKey, unique_meters
 from quotaflow.ledger.plans import Label, Limit, LimitOverride, StripePlanSettings
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
 
@@ -60,9 +60,9 @@ class CanUseBody(Body):
             raise ValueError("give either meter and amount, or lines")
         if single and (self.meter is None or self.amount is None):
             raise ValueError("meter and amount go together")
-        if self.lines is not None:
-            Lines(lines=self.lines)
         return self
+
+    _unique = field_validator("lines")(lambda lines: unique_meters(lines) if lines else lines)
 
 
 class ReserveBody(Lines):
@@ -73,11 +73,7 @@ class ReserveBody(Lines):
 class CommitBody(Body):
     lines: list[Line] = Field(default=[], max_length=20)
 
-    @model_validator(mode="after")
-    def _unique(self) -> CommitBody:
-        if self.lines:
-            Lines(lines=self.lines)
-        return self
+    _unique = field_validator("lines")(unique_meters)
 
 
 class EventBody(Lines):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_AMOUNT = 2**53 - 1  # the largest integer a JSON number carries exactly
 LINES_MAX = 20
@@ -25,6 +25,16 @@ class Line(BaseModel):
     amount: Amount
 
 
+def unique_meters(lines: list[Line]) -> list[Line]:
+    """Each meter at most once in one request."""
+    seen: set[str] = set()
+    for line in lines:
+        if line.meter in seen:
+            raise ValueError(f"meter {line.meter!r} appears more than once")
+        seen.add(line.meter)
+    return lines
+
+
 class Lines(BaseModel):
     """1..LINES_MAX lines, each meter at most once."""
 
@@ -32,14 +42,7 @@ class Lines(BaseModel):
 
     lines: list[Line] = Field(min_length=1, max_length=LINES_MAX)
 
-    @model_validator(mode="after")
-    def _meters_unique(self) -> Lines:
-        seen: set[str] = set()
-        for line in self.lines:
-            if line.meter in seen:
-                raise ValueError(f"meter {line.meter!r} appears more than once")
-            seen.add(line.meter)
-        return self
+    _unique = field_validator("lines")(unique_meters)
 
 
 def div_ceil(numerator: int, denominator: int) -> int:
