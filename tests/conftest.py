@@ -11,18 +11,20 @@ from typing import Any
 
 import pytest
 
-os.environ.update({
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+)
 
-from quotaflow.services.scope import ContainerCache, Scope  # noqa: E402 - after the environment is set
-from quotaflow.store.connect import CLIENT_CONFIG  # noqa: E402
-from quotaflow.store.table import Store  # noqa: E402
-from tests.support.ddb_local import DynamoDBLocal, boto3_client  # noqa: E402
+from quotaflow.services.scope import ContainerCache, Scope
+from quotaflow.store.connect import CLIENT_CONFIG
+from quotaflow.store.table import Store
+from tests.support.ddb_local import DynamoDBLocal, boto3_client
 
 SUITES = {"unit", "integration", "infra"}
 
@@ -69,8 +71,9 @@ def _moto_store() -> Iterator[Store]:
         yield store
 
 
-@pytest.fixture(params=[pytest.param("moto", marks=pytest.mark.unit),
-                        pytest.param("ddb_local", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[pytest.param("moto", marks=pytest.mark.unit), pytest.param("ddb_local", marks=pytest.mark.integration)]
+)
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A fresh, empty table on each backend."""
     if request.param == "moto":

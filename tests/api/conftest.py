@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,17 @@ class Api:
     def __init__(self, key: str | None = None) -> None:
         self.key = key
 
-    def __call__(self, method: str, path: str, body: Any = None, *, key: str | None = None,
-                 headers: dict[str, str] | None = None, raw: str | None = None, query: str = "") -> Reply:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: str | None = None,
+        query: str = "",
+    ) -> Reply:
         sent = {"Content-Type": "application/json", **(headers or {})}
         auth = key if key is not None else self.key
         if auth:
@@ -46,10 +54,10 @@ class Api:
 
 
 @pytest.fixture
-def runtime(moto_store: Store, clock: Clock) -> Iterator[http.Runtime]:
+def runtime(moto_store: Store, clock: Clock) -> http.Runtime:
     bound = http.Runtime(store=moto_store, settings=Settings(admin_key=ADMIN_KEY), clock=clock)
     http.bind(bound)
-    yield bound
+    return bound
 
 
 @pytest.fixture
@@ -68,10 +76,20 @@ def tenant_keys(admin: Api) -> dict[str, str]:
 def qf(tenant_keys: dict[str, str]) -> Api:
     """The tenant's secret key, with plan_paygo and user u1 holding 100,000 tokens (the seed)."""
     client = Api(tenant_keys["secret_key"])
-    plan = {"name": "Pay as you go", "limits": {
-        "tokens": {"label": "Tokens", "quota": 0, "period": "none", "enforcement": "hard"},
-        "requests": {"label": "Requests", "quota": 5000, "period": "day", "enforcement": "soft"}}}
+    plan = {
+        "name": "Pay as you go",
+        "limits": {
+            "tokens": {"label": "Tokens", "quota": 0, "period": "none", "enforcement": "hard"},
+            "requests": {"label": "Requests", "quota": 5000, "period": "day", "enforcement": "soft"},
+        },
+    }
     assert client("PUT", "/v1/plans/plan_paygo", plan).status == 200
-    assert client("PUT", "/v1/users/u1/subscription",
-                  {"plan_id": "plan_paygo", "custom_limits": {"tokens": {"quota": 100000}}}).status == 200
+    assert (
+        client(
+            "PUT",
+            "/v1/users/u1/subscription",
+            {"plan_id": "plan_paygo", "custom_limits": {"tokens": {"quota": 100000}}},
+        ).status
+        == 200
+    )
     return client

@@ -111,12 +111,17 @@ def test_malformed_json_oversized_bodies_and_wrong_content_type(qf: Api) -> None
     assert (broken.status, broken.body["error"]["details"]["field"]) == (400, "body")
     huge = qf("POST", "/v1/events", raw=json.dumps({"user_id": "u1", "lines": tokens(1), "pad": "x" * 70_000}))
     assert (huge.status, huge.body["error"]["code"]) == (413, "payload_too_large")
-    form = qf("POST", "/v1/events", {"user_id": "u1", "lines": tokens(1)},
-              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = qf(
+        "POST",
+        "/v1/events",
+        {"user_id": "u1", "lines": tokens(1)},
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert (form.status, form.body["error"]["details"]["field"]) == (400, "Content-Type")
     assert qf("GET", "/v1/users/u1/ledger", query="limit=0").status == 400
     assert qf("GET", "/v1/users/u1/ledger", query="cursor=bm90LWEtY3Vyc29y").body["error"]["details"] == {
-        "field": "cursor"}
+        "field": "cursor"
+    }
     assert qf("GET", "/v1/users/bad%20id/usage").body["error"]["details"] == {"field": "user_id"}
     assert ledger_size(qf) == before
 
@@ -147,7 +152,9 @@ def test_final_errors_are_replayed_too(qf: Api) -> None:
     qf("POST", "/v1/users/u1/credits", {"meter": "tokens", "amount": 10})  # now it would fit
     again = qf("POST", "/v1/reservations", body, headers={"Idempotency-Key": "k-402"})
     assert (again.status, again.body) == (402, first.body)
-    invalid = qf("POST", "/v1/reservations", {"user_id": "u1", "lines": tokens(-1)}, headers={"Idempotency-Key": "k-400"})
+    invalid = qf(
+        "POST", "/v1/reservations", {"user_id": "u1", "lines": tokens(-1)}, headers={"Idempotency-Key": "k-400"}
+    )
     assert invalid.status == 400
     assert qf("POST", "/v1/reservations", body, headers={"Idempotency-Key": "k-400"}).status == 409
 

@@ -18,8 +18,15 @@ def test_health_and_openapi_need_no_key(admin: Api) -> None:
     assert admin("GET", "/v1/health", key="").body == {"ok": True}
     doc = admin("GET", "/v1/openapi.json", key="").body
     assert doc["openapi"].startswith("3.")
-    for path in ("/v1/reservations", "/v1/reservations/{reservation_id}/commit", "/v1/users/{user_id}/usage",
-                 "/v1/plans/{plan_id}", "/v1/admin/tenants", "/v1/verify", "/v1/users/{user_id}/ledger"):
+    for path in (
+        "/v1/reservations",
+        "/v1/reservations/{reservation_id}/commit",
+        "/v1/users/{user_id}/usage",
+        "/v1/plans/{plan_id}",
+        "/v1/admin/tenants",
+        "/v1/verify",
+        "/v1/users/{user_id}/ledger",
+    ):
         assert path in doc["paths"], path
 
 
@@ -33,10 +40,22 @@ def test_seed_walkthrough(qf: Api) -> None:
     usage = qf("GET", "/v1/users/u1/usage").body
     assert usage["plan_id"] == "plan_paygo"
     assert usage["counters"][1] == {
-        "meter": "tokens", "label": "Tokens", "period": "none", "period_start": None, "period_end": None,
-        "enforcement": "hard", "quota": 100000, "credits": 0, "used": 800, "reserved": 0, "remaining": 99200}
+        "meter": "tokens",
+        "label": "Tokens",
+        "period": "none",
+        "period_start": None,
+        "period_end": None,
+        "enforcement": "hard",
+        "quota": 100000,
+        "credits": 0,
+        "used": 800,
+        "reserved": 0,
+        "remaining": 99200,
+    }
     assert qf("POST", "/v1/users/u1/can-use", {"meter": "tokens", "amount": 99201}).body == {
-        "allowed": False, "remaining": 99200}
+        "allowed": False,
+        "remaining": 99200,
+    }
     both = qf("POST", "/v1/users/u1/can-use", {"lines": [*tokens(1), {"meter": "requests", "amount": 9999}]}).body
     assert both["allowed"] is True and [m["meter"] for m in both["meters"]] == ["tokens", "requests"]
     assert qf("GET", f"/v1/reservations/{rid}").body["status"] == "committed"
@@ -46,13 +65,17 @@ def test_seed_walkthrough(qf: Api) -> None:
 def test_insufficient_quota_is_402_with_details(qf: Api) -> None:
     refused = qf("POST", "/v1/reservations", {"user_id": "u1", "lines": tokens(100001)})
     assert refused.status == 402
-    assert refused.body["error"] == {"code": "insufficient_quota", "message": refused.body["error"]["message"],
-                                     "details": {"meter": "tokens", "requested": 100001, "available": 100000}}
+    assert refused.body["error"] == {
+        "code": "insufficient_quota",
+        "message": refused.body["error"]["message"],
+        "details": {"meter": "tokens", "requested": 100001, "available": 100000},
+    }
 
 
 def test_reservation_lifecycle_conflicts(qf: Api, clock: Clock) -> None:
     rid = qf("POST", "/v1/reservations", {"user_id": "u1", "lines": tokens(10), "ttl_seconds": 60}).body[
-        "reservation_id"]
+        "reservation_id"
+    ]
     released = qf("POST", f"/v1/reservations/{rid}/release")
     assert released.status == 200 and released.body["refunded"] == tokens(10)
     assert qf("POST", f"/v1/reservations/{rid}/commit", {}).body["error"]["code"] == "reservation_not_pending"
@@ -88,7 +111,9 @@ def test_plans_subscriptions_and_settings(qf: Api) -> None:
     assert qf("PUT", "/v1/users/u2/subscription", {"plan_id": "nope"}).status == 404
     assert qf("GET", "/v1/users/u2/usage").status == 404
     assert qf("PUT", "/v1/settings", {"default_plan_id": "plan_paygo"}).body == {
-        "tenant_id": "acme", "default_plan_id": "plan_paygo"}
+        "tenant_id": "acme",
+        "default_plan_id": "plan_paygo",
+    }
     assert qf("GET", "/v1/users/u2/usage").body["plan_id"] == "plan_paygo"
     assert qf("PUT", "/v1/settings", {"default_plan_id": "nope"}).status == 404
 

@@ -17,9 +17,19 @@ pytestmark = pytest.mark.unit
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "api"
 SEQUENCE = [
-    ("health", 200), ("admin-create-tenant", 201), ("put-plan", 200), ("put-subscription", 200),
-    ("reserve", 201), ("commit", 200), ("usage", 200), ("can-use", 200), ("event", 201), ("refund", 201),
-    ("credits", 201), ("ledger", 200), ("verify", 200),
+    ("health", 200),
+    ("admin-create-tenant", 201),
+    ("put-plan", 200),
+    ("put-subscription", 200),
+    ("reserve", 201),
+    ("commit", 200),
+    ("usage", 200),
+    ("can-use", 200),
+    ("event", 201),
+    ("refund", 201),
+    ("credits", 201),
+    ("ledger", 200),
+    ("verify", 200),
 ]
 
 
@@ -49,4 +59,5 @@ def test_sample_events_replay_the_seed_scenario(runtime: Runtime) -> None:
     assert bodies["can-use"] == {"allowed": False, "remaining": 99200}
     assert bodies["verify"]["ok"] is True
     assert api.handler(load("reserve", values), LocalContext())["body"] == json.dumps(
-        bodies["reserve"], separators=(",", ":")), "a replayed sample reserve returns the stored response"
+        bodies["reserve"], separators=(",", ":")
+    ), "a replayed sample reserve returns the stored response"

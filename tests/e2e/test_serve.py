@@ -16,11 +16,13 @@ from tests.support.ddb_local import DynamoDBLocal
 
 
 def seed(base_url: str, admin_key: str, quota: int) -> httpx.Client:
-    admin = httpx.post(f"{base_url}/v1/admin/tenants", json={"tenant_id": "acme"},
-                       headers={"Authorization": f"Bearer {admin_key}"})
+    admin = httpx.post(
+        f"{base_url}/v1/admin/tenants", json={"tenant_id": "acme"}, headers={"Authorization": f"Bearer {admin_key}"}
+    )
     assert admin.status_code == 201, admin.text
-    client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin.json()['secret_key']}"},
-                          timeout=30)
+    client = httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {admin.json()['secret_key']}"}, timeout=30
+    )
     plan = {"name": "Pay as you go", "limits": {"tokens": {"quota": quota, "period": "none", "enforcement": "hard"}}}
     assert client.put("/v1/plans/plan_paygo", json=plan).status_code == 200
     assert client.put("/v1/users/u1/subscription", json={"plan_id": "plan_paygo"}).status_code == 200
@@ -29,8 +31,10 @@ def seed(base_url: str, admin_key: str, quota: int) -> httpx.Client:
 
 def reserve_many(client: httpx.Client, attempts: int, threads: int) -> list[int]:
     def one(_: int) -> int:
-        return client.post("/v1/reservations", json={"user_id": "u1", "lines": [{"meter": "tokens", "amount": 1}]},
-                           ).status_code
+        return client.post(
+            "/v1/reservations",
+            json={"user_id": "u1", "lines": [{"meter": "tokens", "amount": 1}]},
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(one, range(attempts)))
@@ -56,8 +60,13 @@ def test_embedded_serve_admits_exactly_the_quota_under_concurrent_clients(embedd
 
 @pytest.mark.integration
 def test_serve_on_dynamodb_local_admits_exactly_the_quota_across_workers(ddb_local: DynamoDBLocal) -> None:
-    server = build_server(port=0, dynamodb_endpoint=ddb_local.endpoint, table_name="serve-e2e",
-                          admin_key="qf_admin_e2e_key_0123456789", workers=4)
+    server = build_server(
+        port=0,
+        dynamodb_endpoint=ddb_local.endpoint,
+        table_name="serve-e2e",
+        admin_key="qf_admin_e2e_key_0123456789",
+        workers=4,
+    )
     server.start_in_thread()
     try:
         client = seed(server.url, server.admin_key, quota=150)
@@ -72,8 +81,14 @@ def test_serve_on_dynamodb_local_admits_exactly_the_quota_across_workers(ddb_loc
 
 @pytest.mark.unit
 def test_the_demo_walks_the_seed_scenario() -> None:
-    done = subprocess.run([sys.executable, "-m", "quotaflow.cli.main", "demo"], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING"}, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "quotaflow.cli.main", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING"},
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"remaining": 99200' in done.stdout and '"allowed": false' in done.stdout
     assert '"refunded": [\n    {\n      "meter": "tokens",\n      "amount": 3200' in done.stdout
@@ -82,6 +97,7 @@ def test_the_demo_walks_the_seed_scenario() -> None:
 @pytest.mark.unit
 def test_every_command_explains_itself() -> None:
     for args in (["--help"], ["serve", "--help"], ["demo", "--help"]):
-        done = subprocess.run([sys.executable, "-m", "quotaflow.cli.main", *args], capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "quotaflow.cli.main", *args], capture_output=True, text=True, timeout=60, check=False
+        )
         assert done.returncode == 0 and "usage: quotaflow" in done.stdout, args

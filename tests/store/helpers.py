@@ -11,14 +11,22 @@ from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.store.table import Store
 from tests.conftest import Clock
 
-PAYGO = Plan(plan_id="plan_paygo", name="Pay as you go", limits={
-    "tokens": Limit(label="Tokens", quota=0, period="none", enforcement="hard"),
-    "requests": Limit(label="Requests", quota=5, period="day", enforcement="soft"),
-})
-MONTHLY = Plan(plan_id="plan_pro", name="Pro", limits={
-    "tokens": Limit(label="Tokens", quota=1000, period="month", enforcement="hard"),
-    "images": Limit(label="Images", quota=3, period="month", enforcement="hard"),
-})
+PAYGO = Plan(
+    plan_id="plan_paygo",
+    name="Pay as you go",
+    limits={
+        "tokens": Limit(label="Tokens", quota=0, period="none", enforcement="hard"),
+        "requests": Limit(label="Requests", quota=5, period="day", enforcement="soft"),
+    },
+)
+MONTHLY = Plan(
+    plan_id="plan_pro",
+    name="Pro",
+    limits={
+        "tokens": Limit(label="Tokens", quota=1000, period="month", enforcement="hard"),
+        "images": Limit(label="Images", quota=3, period="month", enforcement="hard"),
+    },
+)
 
 
 class Tenant:

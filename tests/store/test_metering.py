@@ -12,6 +12,7 @@ from quotaflow.ledger.errors import (
     ReservationExpired,
     ReservationNotPending,
 )
+from quotaflow.ledger.plans import LimitOverride
 from quotaflow.services import audit, metering, plans
 from quotaflow.store import keys
 from quotaflow.store.table import Store
@@ -85,8 +86,10 @@ def test_a_reservation_ends_exactly_once(acme: Tenant) -> None:
 def test_commit_after_expiry_is_refused_and_the_hold_comes_back(acme: Tenant, clock: Clock) -> None:
     held = metering.reserve(acme.scope, "u1", lines(tokens=4000), 60, None)
     clock.advance(seconds=60)
-    assert metering.reservation_view(metering.get_reservation(acme.scope, held.reservation_id),
-                                     acme.scope).status == "expired"
+    assert (
+        metering.reservation_view(metering.get_reservation(acme.scope, held.reservation_id), acme.scope).status
+        == "expired"
+    )
     with pytest.raises(ReservationExpired):
         metering.commit(acme.scope, held.reservation_id, lines(tokens=800), None)
     assert acme.counter("u1", "tokens")["reserved"] == 0
@@ -127,7 +130,11 @@ def test_credits_add_room_and_survive_the_period(store: Store, clock: Clock) -> 
     clock.advance(days=5)  # into December: allowance renews, the 300 unspent credits carry over
     december = pro.counter("u2", "tokens")
     assert (december["period_start"], december["credits"], december["used"], december["remaining"]) == (
-        "2026-12-01T00:00:00Z", 300, 0, 1300)
+        "2026-12-01T00:00:00Z",
+        300,
+        0,
+        1300,
+    )
     metering.track(pro.scope, "u2", lines(tokens=1), None, None)  # opens December for real
     assert pro.counter("u2", "tokens")["remaining"] == 1299
     pro.assert_verified()
@@ -142,13 +149,17 @@ def test_a_hold_made_in_one_period_commits_in_the_next(store: Store, clock: Cloc
     metering.commit(pro.scope, held.reservation_id, lines(tokens=100), None)
     december = pro.counter("u2", "tokens")
     assert (december["period_start"], december["used"], december["reserved"], december["remaining"]) == (
-        "2026-12-01T00:00:00Z", 100, 0, 900)
+        "2026-12-01T00:00:00Z",
+        100,
+        0,
+        900,
+    )
     pro.assert_verified()
 
 
 def test_quota_changes_reach_current_counters_at_once(acme: Tenant) -> None:
     metering.track(acme.scope, "u1", lines(tokens=1000), None, None)
-    plans.put_subscription(acme.scope, "u1", "plan_paygo", {"tokens": PAYGO_OVERRIDE(250_000)}, "cus_123")
+    plans.put_subscription(acme.scope, "u1", "plan_paygo", {"tokens": LimitOverride(quota=250_000)}, "cus_123")
     counter = acme.counter("u1", "tokens")
     assert (counter["quota"], counter["remaining"]) == (250_000, 249_000)
     metering.reserve(acme.scope, "u1", lines(tokens=249_000), 60, None)  # a stale cache would refuse this
@@ -160,8 +171,9 @@ def test_plan_edits_apply_to_every_subscriber(store: Store, clock: Clock) -> Non
     pro.subscribe("u2", MONTHLY)
     pro.subscribe("u3", MONTHLY)
     metering.track(pro.scope, "u3", lines(tokens=10), None, None)
-    bigger = MONTHLY.model_copy(update={"limits": {**MONTHLY.limits,
-                                                   "tokens": MONTHLY.limits["tokens"].model_copy(update={"quota": 5000})}})
+    bigger = MONTHLY.model_copy(
+        update={"limits": {**MONTHLY.limits, "tokens": MONTHLY.limits["tokens"].model_copy(update={"quota": 5000})}}
+    )
     plans.put_plan(pro.scope, bigger)
     assert pro.counter("u2", "tokens")["remaining"] == 5000
     assert pro.counter("u3", "tokens")["remaining"] == 4990
@@ -223,9 +235,3 @@ def test_verify_finds_a_tampered_counter(acme: Tenant) -> None:
         "used is 11 but its ledger entries sum to 10",
         "tokens@none: used 11 + reserved 0 + available 99990 != quota 100000 + credits 0",
     }
-
-
-def PAYGO_OVERRIDE(quota: int):  # noqa: N802, ANN201 - reads as a constructor in the tests above
-    from quotaflow.ledger.plans import LimitOverride
-
-    return LimitOverride(quota=quota)

@@ -140,7 +140,7 @@ class DynamoDBLocal:
         started = time.monotonic()
         try:
             self._log = (self._tmpdir / "dynamodb-local.log").open("wb")
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            self._proc = subprocess.Popen(
                 self.command(java, self.port),
                 cwd=self._tmpdir,
                 stdin=subprocess.DEVNULL,
@@ -173,9 +173,7 @@ class DynamoDBLocal:
         while True:
             code = self._proc.poll()
             if code is not None:
-                raise RuntimeError(
-                    f"DynamoDB Local exited with code {code} before answering on port {self.port}"
-                )
+                raise RuntimeError(f"DynamoDB Local exited with code {code} before answering on port {self.port}")
             try:
                 probe.list_tables(Limit=1)
             except (BotoCoreError, ClientError) as exc:

@@ -23,17 +23,27 @@ TOKENS = EffectiveLimit(meter="tokens", label="Tokens", quota=1000, period="mont
 
 
 def counter(**fields: int) -> Counter:
-    base = Counter(meter="tokens", period="month", period_key="2026-11-01T00:00:00Z",
-                   period_end="2026-12-01T00:00:00Z", label="Tokens", enforcement="hard", limits_version=1)
+    base = Counter(
+        meter="tokens",
+        period="month",
+        period_key="2026-11-01T00:00:00Z",
+        period_end="2026-12-01T00:00:00Z",
+        label="Tokens",
+        enforcement="hard",
+        limits_version=1,
+    )
     state = base.apply(Delta(quota=fields.get("quota", 0), credits=fields.get("credits", 0)))
     return state.apply(Delta(used=fields.get("used", 0), reserved=fields.get("reserved", 0)))
 
 
-@pytest.mark.parametrize(("kind", "start", "end"), [
-    ("day", "2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z"),
-    ("week", "2026-11-23T00:00:00Z", "2026-11-30T00:00:00Z"),  # ISO week: Monday
-    ("month", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
-])
+@pytest.mark.parametrize(
+    ("kind", "start", "end"),
+    [
+        ("day", "2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z"),
+        ("week", "2026-11-23T00:00:00Z", "2026-11-30T00:00:00Z"),  # ISO week: Monday
+        ("month", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+    ],
+)
 def test_periods_are_utc_calendar_boundaries(kind: str, start: str, end: str) -> None:
     period = period_at(kind, NOW)  # type: ignore[arg-type]
     assert (period.start_iso, period.end_iso) == (start, end)
@@ -73,16 +83,30 @@ def test_custom_limits_override_and_add_meters() -> None:
 
 def test_every_change_keeps_invariant_one() -> None:
     state = counter(quota=1000)
-    for delta in (Delta(reserved=400), Delta(used=300, reserved=-400), Delta(credits=50), Delta(quota=-100),
-                  Delta(used=-10)):
+    for delta in (
+        Delta(reserved=400),
+        Delta(used=300, reserved=-400),
+        Delta(credits=50),
+        Delta(quota=-100),
+        Delta(used=-10),
+    ):
         state = state.apply(delta)
         state.check()
     assert (state.used, state.reserved, state.credits, state.quota, state.available) == (290, 0, 50, 900, 660)
 
 
 def test_check_names_the_broken_half() -> None:
-    broken = Counter(meter="tokens", period="none", period_key="none", period_end=None, label="T",
-                     enforcement="hard", limits_version=0, quota=10, available=11)
+    broken = Counter(
+        meter="tokens",
+        period="none",
+        period_key="none",
+        period_end=None,
+        label="T",
+        enforcement="hard",
+        limits_version=0,
+        quota=10,
+        available=11,
+    )
     with pytest.raises(InvariantViolation, match="available 11 != quota 10"):
         broken.check()
     with pytest.raises(InvariantViolation, match="used -1 < 0"):
@@ -102,7 +126,9 @@ def test_commit_refunds_the_rest_and_records_overage_in_full() -> None:
     held = (Line(meter="tokens", amount=4000), Line(meter="requests", amount=1))
     result = settle(held, [Line(meter="tokens", amount=800)])
     assert [(c.meter, c.delta) for c in result.changes] == [
-        ("tokens", Delta(used=800, reserved=-4000)), ("requests", Delta(reserved=-1))]
+        ("tokens", Delta(used=800, reserved=-4000)),
+        ("requests", Delta(reserved=-1)),
+    ]
     assert [line.amount for line in result.refunded] == [3200, 1]
     over = settle(held, [Line(meter="tokens", amount=5000), Line(meter="requests", amount=1)])
     assert over.overage == (Line(meter="tokens", amount=1000),)
@@ -143,8 +169,21 @@ def test_new_period_renews_allowance_and_carries_unspent_credits_and_holds() -> 
     assert closed is not None and (closed.credits, closed.reserved) == (200, 0)
     new.check()
     closed.check()
-    sums = sum_entries(LedgerEntry("e", "t", p.kind, p.meter, p.period_key, p.delta.used, p.delta.reserved,
-                                   p.delta.credits, p.delta.quota, None) for p in opening.postings)
+    sums = sum_entries(
+        LedgerEntry(
+            "e",
+            "t",
+            p.kind,
+            p.meter,
+            p.period_key,
+            p.delta.used,
+            p.delta.reserved,
+            p.delta.credits,
+            p.delta.quota,
+            None,
+        )
+        for p in opening.postings
+    )
     assert sums[("tokens", new.period_key)] == Delta(reserved=300, credits=300, quota=1000)
     assert sums[("tokens", old.period_key)] == Delta(reserved=-300, credits=-300)
 
@@ -158,11 +197,23 @@ def test_retune_moves_available_by_the_quota_difference() -> None:
 
 def test_verify_reports_each_mismatch_precisely() -> None:
     state = counter(quota=1000, used=10)
-    entries = [LedgerEntry("e1", "t", "quota_change", "tokens", state.period_key, 0, 0, 0, 1000, None),
-               LedgerEntry("e2", "t", "event", "tokens", state.period_key, 7, 0, 0, 0, None),
-               LedgerEntry("e3", "t", "event", "images", "none", 1, 0, 0, 0, None)]
+    entries = [
+        LedgerEntry("e1", "t", "quota_change", "tokens", state.period_key, 0, 0, 0, 1000, None),
+        LedgerEntry("e2", "t", "event", "tokens", state.period_key, 7, 0, 0, 0, None),
+        LedgerEntry("e3", "t", "event", "images", "none", 1, 0, 0, 0, None),
+    ]
     problems = check_user("u1", [state], sum_entries(entries))
     assert [p.message for p in problems] == [
-        "used is 10 but its ledger entries sum to 7", "ledger entries for a counter that does not exist"]
-    assert check_user("u1", [state], sum_entries(entries[:1] + [entries[1].__class__(
-        "e2", "t", "event", "tokens", state.period_key, 10, 0, 0, 0, None)])) == []
+        "used is 10 but its ledger entries sum to 7",
+        "ledger entries for a counter that does not exist",
+    ]
+    assert (
+        check_user(
+            "u1",
+            [state],
+            sum_entries(
+                entries[:1] + [entries[1].__class__("e2", "t", "event", "tokens", state.period_key, 10, 0, 0, 0, None)]
+            ),
+        )
+        == []
+    )

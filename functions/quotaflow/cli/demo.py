@@ -20,11 +20,14 @@ class Http:
 
     def __call__(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,  # noqa: S310 - loopback
-                                         headers={"Authorization": f"Bearer {self.key}",
-                                                  "Content-Type": "application/json"})
+        request = urllib.request.Request(  # noqa: S310 - the demo talks to its own loopback server
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback, http only
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
@@ -44,23 +47,45 @@ def run_demo() -> int:
     try:
         admin = Http(server.url, server.admin_key)
         status, tenant = admin("POST", "/v1/admin/tenants", {"tenant_id": "demo"})
-        _step("create tenant 'demo' (admin key)", status, {**tenant, "secret_key": "qf_sk_…", "publishable_key": "qf_pk_…"})
+        _step(
+            "create tenant 'demo' (admin key)",
+            status,
+            {**tenant, "secret_key": "qf_sk_…", "publishable_key": "qf_pk_…"},
+        )
         qf = Http(server.url, tenant["secret_key"])
         steps: list[tuple[str, str, str, dict[str, Any] | None]] = [
-            ("plan_paygo: tokens, hard limit, no period", "PUT", "/v1/plans/plan_paygo",
-             {"name": "Pay as you go", "limits": {"tokens": {"label": "Tokens", "quota": 0, "period": "none",
-                                                              "enforcement": "hard"}}}),
-            ("user u1 buys 100,000 tokens (custom quota)", "PUT", "/v1/users/u1/subscription",
-             {"plan_id": "plan_paygo", "custom_limits": {"tokens": {"quota": 100000}}}),
+            (
+                "plan_paygo: tokens, hard limit, no period",
+                "PUT",
+                "/v1/plans/plan_paygo",
+                {
+                    "name": "Pay as you go",
+                    "limits": {"tokens": {"label": "Tokens", "quota": 0, "period": "none", "enforcement": "hard"}},
+                },
+            ),
+            (
+                "user u1 buys 100,000 tokens (custom quota)",
+                "PUT",
+                "/v1/users/u1/subscription",
+                {"plan_id": "plan_paygo", "custom_limits": {"tokens": {"quota": 100000}}},
+            ),
         ]
         for title, method, path, body in steps:
             _step(title, *qf(method, path, body))
-        status, held = qf("POST", "/v1/reservations",
-                          {"user_id": "u1", "lines": [{"meter": "tokens", "amount": 4000}], "ttl_seconds": 300})
+        status, held = qf(
+            "POST",
+            "/v1/reservations",
+            {"user_id": "u1", "lines": [{"meter": "tokens", "amount": 4000}], "ttl_seconds": 300},
+        )
         _step("reserve 4,000 tokens before the LLM call", status, held)
-        _step("commit the 800 actually used (3,200 come back)",
-              *qf("POST", f"/v1/reservations/{held['reservation_id']}/commit",
-                  {"lines": [{"meter": "tokens", "amount": 800}]}))
+        _step(
+            "commit the 800 actually used (3,200 come back)",
+            *qf(
+                "POST",
+                f"/v1/reservations/{held['reservation_id']}/commit",
+                {"lines": [{"meter": "tokens", "amount": 800}]},
+            ),
+        )
         _step("balance", *qf("GET", "/v1/users/u1/usage"))
         _step("can u1 use 99,201 tokens?", *qf("POST", "/v1/users/u1/can-use", {"meter": "tokens", "amount": 99201}))
         _step("the ledger, newest first", *qf("GET", "/v1/users/u1/ledger"))

@@ -19,14 +19,22 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "quotaflow")
     from quotaflow.local.server import build_server
 
-    server = build_server(host=args.host, port=args.port, dynamodb_endpoint=args.dynamodb_endpoint,
-                          table_name=args.table, workers=args.workers)
+    server = build_server(
+        host=args.host,
+        port=args.port,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+        table_name=args.table,
+        workers=args.workers,
+    )
     backend = args.dynamodb_endpoint or "embedded DynamoDB (moto, in memory: data is gone when this stops)"
     print(f"quotaflow serving on {server.url}  (DynamoDB: {backend})", flush=True)
     if "QUOTAFLOW_ADMIN_KEY" not in os.environ:
         print(f"admin key (set QUOTAFLOW_ADMIN_KEY to choose one): {server.admin_key}", flush=True)
-    print(f"try: curl -s -X POST {server.url}/v1/admin/tenants -H 'Authorization: Bearer {server.admin_key}' "
-          f"-H 'Content-Type: application/json' -d '{{\"tenant_id\": \"acme\"}}'", flush=True)
+    print(
+        f"try: curl -s -X POST {server.url}/v1/admin/tenants -H 'Authorization: Bearer {server.admin_key}' "
+        f"-H 'Content-Type: application/json' -d '{{\"tenant_id\": \"acme\"}}'",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -43,26 +51,39 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="quotaflow", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = argparse.ArgumentParser(
+        prog="quotaflow", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the HTTP API locally",
-                                description="Serve the API function over HTTP. Each request becomes an API "
-                                            "Gateway v2 event for the same handler that runs in Lambda.")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API locally",
+        description="Serve the API function over HTTP. Each request becomes an API "
+        "Gateway v2 event for the same handler that runs in Lambda.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
-    serve.add_argument("--dynamodb-endpoint", metavar="URL",
-                       help="use this DynamoDB (DynamoDB Local, or AWS) instead of the embedded in-memory one")
+    serve.add_argument(
+        "--dynamodb-endpoint",
+        metavar="URL",
+        help="use this DynamoDB (DynamoDB Local, or AWS) instead of the embedded in-memory one",
+    )
     serve.add_argument("--table", default="quotaflow", help="table name; created if missing (default: %(default)s)")
-    serve.add_argument("--workers", type=int, default=4,
-                       help="worker processes with --dynamodb-endpoint (default: %(default)s); embedded mode "
-                            "always uses one")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="worker processes with --dynamodb-endpoint (default: %(default)s); embedded mode always uses one",
+    )
     serve.set_defaults(run=_serve)
 
-    demo = commands.add_parser("demo", help="walk through the seed scenario against an embedded server",
-                               description="Create a tenant and plan_paygo, give a user 100,000 tokens, reserve "
-                                           "4,000, commit 800, and show the balance, can-use and the ledger.")
+    demo = commands.add_parser(
+        "demo",
+        help="walk through the seed scenario against an embedded server",
+        description="Create a tenant and plan_paygo, give a user 100,000 tokens, reserve "
+        "4,000, commit 800, and show the balance, can-use and the ledger.",
+    )
     demo.set_defaults(run=_demo)
     return root
 

@@ -19,7 +19,6 @@ from quotaflow.handlers.http import (
     access,
     app,
     idempotency_claim,
-    json_response,
     path_id,
     preflight,
     runtime,
@@ -28,7 +27,7 @@ from quotaflow.handlers.http import (
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
 from quotaflow.observability import logger
-from quotaflow.services import audit, metering, plans, tenants, tokens
+from quotaflow.services import audit, metering, plans, tenants, tokens, users
 from quotaflow.services.views import (
     CanUseLinesView,
     CanUseView,
@@ -89,11 +88,13 @@ _openapi_document: dict[str, Any] = {}
 @access("public")
 def openapi() -> dict[str, Any]:
     if not _openapi_document:
-        _openapi_document.update(app.get_openapi_schema(
-            title="quotaflow",
-            version=__version__,
-            description="Usage metering and credits for AI apps: reserve, commit, release; usage; plans.",
-        ).model_dump(mode="json", by_alias=True, exclude_none=True))
+        _openapi_document.update(
+            app.get_openapi_schema(
+                title="quotaflow",
+                version=__version__,
+                description="Usage metering and credits for AI apps: reserve, commit, release; usage; plans.",
+            ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        )
     return _openapi_document
 
 
@@ -145,7 +146,7 @@ def put_plan(plan_id: str, body: Annotated[schemas.PlanBody, Body()]) -> Plan:
 @access("secret")
 def get_plan(plan_id: str) -> Plan:
     scope = tenant_scope()
-    return plans.get_plan(scope, path_id(plan_id, "plan_id"))
+    return users.get_plan(scope, path_id(plan_id, "plan_id"))
 
 
 @app.get("/v1/plans")

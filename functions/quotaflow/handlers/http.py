@@ -101,7 +101,7 @@ def access(level: Access) -> Callable[[Route], Route]:
 
 def json_response(
     status: int, body: BaseModel | dict[str, Any] | None, headers: dict[str, str] | None = None
-) -> Response:
+) -> Response[Any]:
     payload = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, separators=(",", ":"))
     return Response(
         status_code=status,
@@ -198,7 +198,7 @@ def _error_body(error: errors.QuotaflowError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message, "details": error.details}}
 
 
-def error_response(error: errors.QuotaflowError) -> Response:
+def error_response(error: errors.QuotaflowError) -> Response[Any]:
     status = STATUS.get(type(error), 400)
     body = _error_body(error)
     claim: IdempotencyClaim | None = app.context.get("claim")
@@ -216,12 +216,12 @@ def error_response(error: errors.QuotaflowError) -> Response:
 
 
 @app.exception_handler(errors.QuotaflowError)
-def _domain_error(error: errors.QuotaflowError) -> Response:
+def _domain_error(error: errors.QuotaflowError) -> Response[Any]:
     return error_response(error)
 
 
 @app.exception_handler(Replay)
-def _replay(replay: Replay) -> Response:
+def _replay(replay: Replay) -> Response[Any]:
     return json_response(replay.status, replay.body)
 
 
@@ -234,7 +234,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid(error: RequestValidationError) -> Response:
+def _invalid(error: RequestValidationError) -> Response[Any]:
     route = app.context.get("_route")
     level: Access = getattr(getattr(route, "func", None), "access", "secret")
     user_id = (app.context.get("_route_args") or {}).get("user_id")
@@ -251,11 +251,11 @@ def _invalid(error: RequestValidationError) -> Response:
 
 
 @app.exception_handler(errors.InvariantViolation)
-def _bug(violation: errors.InvariantViolation) -> Response:
+def _bug(violation: errors.InvariantViolation) -> Response[Any]:
     logger.exception("invariant violated")
     return json_response(500, {"error": {"code": "internal", "message": "internal error", "details": {}}})
 
 
 @app.not_found
-def _no_route(_: Exception) -> Response:
+def _no_route(_: Exception) -> Response[Any]:
     return json_response(404, {"error": {"code": "not_found", "message": "no such route", "details": {}}})

@@ -9,8 +9,15 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 
-def http_event(method: str, path: str, *, query: str = "", headers: dict[str, str] | None = None,
-               body: bytes | None = None, source_ip: str = "127.0.0.1") -> dict[str, object]:
+def http_event(
+    method: str,
+    path: str,
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, object]:
     """The event API Gateway would send for this request (header names lowercased, as AWS does)."""
     lowered = {name.lower(): value for name, value in (headers or {}).items()}
     text: str | None = None
@@ -32,8 +39,13 @@ def http_event(method: str, path: str, *, query: str = "", headers: dict[str, st
             "accountId": "000000000000",
             "apiId": "local",
             "domainName": "localhost",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                     "userAgent": lowered.get("user-agent", "")},
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
             "requestId": secrets.token_hex(8),
             "routeKey": "$default",
             "stage": "$default",

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from quotaflow.config import Settings
 
@@ -33,22 +35,26 @@ def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
     store = Store(client, settings.table_name) if client is not None else connect(settings)
     store.create_table()
     http.bind(http.Runtime(store=store, settings=settings))
-    return lambda event: api.handler(event, LocalContext())
+    return lambda event: api.handler(event, cast(LambdaContext, LocalContext()))
 
 
 class InProcess:
     """One worker in this process: requests are served one at a time (moto needs that anyway)."""
 
-    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: Any | None = None, on_close: Callable[[], None] | None = None
+    ) -> None:
         self._invoke = _bind_api(settings, client)
         self._lock = threading.Lock()
+        self._on_close = on_close
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             return self._invoke(event)
 
     def close(self) -> None:
-        return None
+        if self._on_close is not None:
+            self._on_close()
 
 
 _worker_invoke: Invoke | None = None
@@ -80,19 +86,23 @@ class WorkerPool:
         self._pool.shutdown(cancel_futures=True)
 
 
-def start_embedded_dynamodb() -> Any:
-    """moto's DynamoDB, in this process's memory. Returns a boto3 client bound to it."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+def start_embedded_dynamodb() -> tuple[Any, Callable[[], None]]:
+    """moto's DynamoDB, in this process's memory: a boto3 client bound to it, and how to stop it."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         os.environ.setdefault(name, value)
     from moto import mock_aws
 
     from quotaflow.store.connect import CLIENT_CONFIG
 
-    mock_aws().start()
+    mock = mock_aws()
+    mock.start()
     import boto3
 
-    return boto3.client("dynamodb", region_name="us-east-1", config=CLIENT_CONFIG)
+    return boto3.client("dynamodb", region_name="us-east-1", config=CLIENT_CONFIG), mock.stop
 
 
 def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
@@ -105,22 +115,36 @@ def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > BODY_READ_MAX:
-                self._reply({"statusCode": 413, "headers": {"Content-Type": "application/json"},
-                             "body": json.dumps({"error": {"code": "payload_too_large",
-                                                           "message": "body too large", "details": {}}})},
-                            close=True)
+                self._reply(
+                    {
+                        "statusCode": 413,
+                        "headers": {"Content-Type": "application/json"},
+                        "body": json.dumps(
+                            {"error": {"code": "payload_too_large", "message": "body too large", "details": {}}}
+                        ),
+                    },
+                    close=True,
+                )
                 return
             body = self.rfile.read(length) if length else None
             parts = urlsplit(self.path)
-            event = http_event(self.command, parts.path, query=parts.query, headers=dict(self.headers.items()),
-                               body=body, source_ip=self.client_address[0])
+            event = http_event(
+                self.command,
+                parts.path,
+                query=parts.query,
+                headers=dict(self.headers.items()),
+                body=body,
+                source_ip=self.client_address[0],
+            )
             try:
                 response = invoke(event)
             except Exception:  # a bug in the function: answer like API Gateway does, keep serving
                 logging.getLogger("quotaflow.serve").exception("the API function failed")
-                response = {"statusCode": 500, "headers": {"Content-Type": "application/json"},
-                            "body": json.dumps({"error": {"code": "internal", "message": "internal error",
-                                                          "details": {}}})}
+                response = {
+                    "statusCode": 500,
+                    "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps({"error": {"code": "internal", "message": "internal error", "details": {}}}),
+                }
             self._reply(response)
 
         def _reply(self, response: dict[str, Any], close: bool = False) -> None:
@@ -135,9 +159,9 @@ def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 - http.server's naming
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
+        def log_message(self, format: str, *args: Any) -> None:
             return  # the API function logs every request as structured JSON
 
     return Handler
@@ -152,7 +176,7 @@ class LocalServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever(poll_interval=0.2)
@@ -168,14 +192,22 @@ class LocalServer:
         self.invoke.close()
 
 
-def build_server(*, host: str = "127.0.0.1", port: int = 8080, dynamodb_endpoint: str | None = None,
-                 table_name: str = "quotaflow", admin_key: str | None = None, workers: int = 4) -> LocalServer:
+def build_server(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    dynamodb_endpoint: str | None = None,
+    table_name: str = "quotaflow",
+    admin_key: str | None = None,
+    workers: int = 4,
+) -> LocalServer:
     """Create the table if missing, bind the API, listen. The port answers only once all of that is done."""
     admin_key = admin_key or os.environ.get("QUOTAFLOW_ADMIN_KEY") or "qf_admin_" + secrets.token_urlsafe(24)
     settings = Settings(table_name=table_name, dynamodb_endpoint=dynamodb_endpoint, admin_key=admin_key)
     invoke: InProcess | WorkerPool
     if dynamodb_endpoint is None:
-        invoke = InProcess(settings, start_embedded_dynamodb())
+        client, stop = start_embedded_dynamodb()
+        invoke = InProcess(settings, client, on_close=stop)
     elif workers <= 1:
         invoke = InProcess(settings)
     else:

@@ -65,9 +65,11 @@ class ContainerCache:
     made here: their holds never change, and whether they are still pending is the transaction's condition."""
 
     limits: _Expiring[UserLimits] = field(
-        default_factory=lambda: _Expiring(LIMITS_CACHE_SECONDS, LIMITS_CACHE_ENTRIES_MAX))
+        default_factory=lambda: _Expiring(LIMITS_CACHE_SECONDS, LIMITS_CACHE_ENTRIES_MAX)
+    )
     reservations: _Expiring[Reservation] = field(
-        default_factory=lambda: _Expiring(RESERVATION_TTL_SECONDS_MAX, RESERVATIONS_CACHED_MAX))
+        default_factory=lambda: _Expiring(RESERVATION_TTL_SECONDS_MAX, RESERVATIONS_CACHED_MAX)
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -317,7 +317,7 @@ def _mapped_errors(passthrough: frozenset[str] = frozenset()) -> Iterator[None]:
             raise
         if code == "ConditionalCheckFailedException":
             raw = error.response.get("Item")
-            raise ConditionFailed(from_item(raw) if raw else None) from error
+            raise ConditionFailed(from_item(cast(dict[str, Any], raw)) if raw else None) from error
         if code in _THROTTLING:
             raise Throttled("the database is throttling requests; retry shortly") from error
         if code in _TRANSIENT:
@@ -330,7 +330,7 @@ def _mapped_errors(passthrough: frozenset[str] = frozenset()) -> Iterator[None]:
 def _cancellation(error: ClientError, tags: list[str]) -> Exception:
     raw_reasons = error.response.get("CancellationReasons") or []
     reasons = [
-        Reason(tag, raw.get("Code", "None"), from_item(raw["Item"]) if raw.get("Item") else None)
+        Reason(tag, raw.get("Code", "None"), from_item(cast(dict[str, Any], raw["Item"])) if raw.get("Item") else None)
         for tag, raw in zip(tags, raw_reasons, strict=False)
     ]
     if any(r.code in _THROTTLING for r in reasons):
