@@ -87,6 +87,15 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
 
 
 @pytest.fixture
+def ddb_store(ddb_local: DynamoDBLocal) -> Iterator[Store]:
+    """DynamoDB Local only: for concurrency, where moto is known to lose conditional updates."""
+    table = Store(boto3_client(ddb_local.endpoint, max_pool_connections=32), f"qf-{secrets.token_hex(6)}")
+    table.create_table()
+    yield table
+    table.client.delete_table(TableName=table.table_name)
+
+
+@pytest.fixture
 def moto_store() -> Iterator[Store]:
     """moto only: for tests that count calls or inject faults, where the backend does not matter."""
     yield from _moto_store()

@@ -4,8 +4,6 @@ it, and read a refusal's CancellationReasons to tell "no room" from "stale count
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,14 +11,12 @@ from typing import Any
 from quotaflow.ledger.counters import Guard, Posting
 from quotaflow.ledger.errors import Conflict, InsufficientQuota, InvariantViolation, Unavailable
 from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_if_taken
-from quotaflow.services.scope import Scope, UserLimits
+from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.users import current_limits, prepare
 from quotaflow.services.writes import COUNTER_TAG, add_counter_change, add_entries
 from quotaflow.store.table import Item, Transaction, TransactionCancelled
 
 WRITE_ATTEMPTS_MAX = 10
-BACKOFF_BASE_S = 0.004
-BACKOFF_MAX_S = 0.15
 
 
 @dataclass
@@ -67,7 +63,7 @@ def write(
             if stale:
                 prepare(scope, user_id, stale)
             elif cancelled.conflicted or not cancelled.reasons:
-                time.sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * random.random())  # noqa: S311
+                pause_before_retry(attempt + 1)
             else:
                 raise Unavailable(f"write refused for an unknown reason: {cancelled}") from cancelled
     raise Unavailable("too much contention on this user's counters; retry shortly")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import secrets
 import threading
 import time
@@ -18,6 +19,8 @@ from quotaflow.store.table import Store
 LIMITS_CACHE_SECONDS = 60.0
 LIMITS_CACHE_ENTRIES_MAX = 10_000
 RESERVATIONS_CACHED_MAX = 10_000
+BACKOFF_BASE_S = 0.004
+BACKOFF_MAX_S = 0.15
 V = TypeVar("V")
 _ENTRY_SEQUENCE = itertools.count()
 
@@ -88,3 +91,9 @@ class Scope:
         sequence = next(_ENTRY_SEQUENCE)  # orders this container's writes within one millisecond
         salt = secrets.token_hex(3)
         return [f"{stamp:013d}{sequence:012d}{salt}{index:02d}" for index in range(count)]
+
+
+def pause_before_retry(attempt: int) -> None:
+    """Full-jitter exponential backoff before retry number `attempt` (none before the first try)."""
+    if attempt > 0:
+        time.sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * random.random())  # noqa: S311 - jitter

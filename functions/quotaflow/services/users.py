@@ -9,7 +9,7 @@ from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retun
 from quotaflow.ledger.errors import NotFound, Unavailable
 from quotaflow.ledger.periods import period_at
 from quotaflow.ledger.plans import EffectiveLimit, LimitOverride, Plan, Subscription, effective_limits
-from quotaflow.services.scope import Scope, UserLimits
+from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.writes import add_entries
 from quotaflow.store import items, keys
 from quotaflow.store.table import Item, Transaction, TransactionCancelled
@@ -143,13 +143,22 @@ def _add_retune(
     current = (
         limit is not None and not limit.retired and period_at(limit.period, scope.now).key == stored.counter.period_key
     )
+    # Conditioned on what the change was computed from, not on `rev`: reserves and commits running meanwhile
+    # only ADD to used/reserved/available, which commutes with a quota change, so they never starve it.
+    condition = "period_key = :pk AND limits_version = :old_v AND quota = :old_q"
+    guard = {
+        ":pk": stored.counter.period_key,
+        ":old_v": stored.counter.limits_version,
+        ":old_q": stored.counter.quota,
+        ":v": version,
+    }
     if not current or limit is None:
         tx.update(
             "counter:version",
             key,
             "SET limits_version = :v ADD rev :one",
-            condition="rev = :rev",
-            values={":v": version, ":one": 1, ":rev": stored.rev},
+            condition=condition,
+            values={**guard, ":one": 1},
         )
         return
     updated, posting = retune(stored.counter, limit, version)
@@ -159,16 +168,15 @@ def _add_retune(
         key,
         "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v "
         "ADD quota :dq, available :dq, rev :one",
-        condition="rev = :rev",
+        condition=condition,
         names={"#period": "period"},
         values={
+            **guard,
             ":label": updated.label,
             ":enforcement": updated.enforcement,
             ":period": updated.period,
-            ":v": version,
             ":dq": quota_delta,
             ":one": 1,
-            ":rev": stored.rev,
         },
     )
     if posting:
@@ -189,7 +197,8 @@ def resync(
 
     `custom_limits=None` keeps the stored overrides and customer id. Meters dropped from the plan stay,
     retired, while their counter still holds reservations, so those can still end."""
-    for _ in range(RESYNC_ATTEMPTS_MAX):
+    for attempt in range(RESYNC_ATTEMPTS_MAX):
+        pause_before_retry(attempt)
         state = _load_stored(scope, user_id)
         previous = state.subscription_item
         if previous is not None and only_if_missing:
