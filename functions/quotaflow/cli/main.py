@@ -1,4 +1,4 @@
-"""`quotaflow`: run the API locally, or walk through the seed scenario."""
+"""`quotaflow`: run the API locally, invoke its handlers, and manage a running deployment."""
 
 from __future__ import annotations
 
@@ -7,15 +7,28 @@ import os
 import sys
 from collections.abc import Sequence
 
+from quotaflow.cli import invoke, plans, remote
+from quotaflow.cli.extras import LOCAL_MODULES, SERVER_MODULES, require
+from quotaflow.cli.output import CommandFailed, Subparsers
+from quotaflow.sdk.errors import QuotaflowError
+
 DESCRIPTION = """quotaflow: usage metering and credits for AI apps.
 
 Run the same Lambda handlers that AWS runs, on your machine:
   quotaflow serve            HTTP API on http://127.0.0.1:8080, embedded DynamoDB (in memory)
   quotaflow demo             the seed scenario, step by step, against an embedded server
+  quotaflow invoke api EVENT run a handler on a sample event (events/api/*.json)
+
+Manage a running deployment (--url / $QUOTAFLOW_URL, --api-key / $QUOTAFLOW_API_KEY):
+  quotaflow tenants create TENANT_ID      quotaflow keys create|revoke ...     (admin key)
+  quotaflow plans apply plans.yaml        quotaflow usage USER                 quotaflow verify [USER]
+
+Every command has --help; commands that call the API print tables, or JSON with --json.
 """
 
 
 def _serve(args: argparse.Namespace) -> int:
+    require("serve", SERVER_MODULES if args.dynamodb_endpoint else LOCAL_MODULES)
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "quotaflow")
     from quotaflow.local.server import build_server
 
@@ -45,22 +58,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    require("demo", LOCAL_MODULES)
     from quotaflow.cli.demo import run_demo
 
     return run_demo()
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
-        prog="quotaflow", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_serve(commands: Subparsers) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the HTTP API locally",
         description="Serve the API function over HTTP. Each request becomes an API "
-        "Gateway v2 event for the same handler that runs in Lambda.",
+        "Gateway v2 event for the same handler that runs in Lambda. Needs: pip install 'quotaflow[local]'.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
@@ -78,19 +87,41 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
+
+def _add_demo(commands: Subparsers) -> None:
     demo = commands.add_parser(
         "demo",
         help="walk through the seed scenario against an embedded server",
         description="Create a tenant and plan_paygo, give a user 100,000 tokens, reserve "
-        "4,000, commit 800, and show the balance, can-use and the ledger.",
+        "4,000, commit 800, and show the balance, can-use and the ledger (through the Python SDK).",
     )
     demo.set_defaults(run=_demo)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="quotaflow", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands)
+    _add_demo(commands)
+    invoke.add_command(commands)
+    remote.add_admin_commands(commands)
+    plans.add_commands(commands)
+    remote.add_tenant_commands(commands)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except CommandFailed as failed:
+        print(f"quotaflow {args.command}: {failed}", file=sys.stderr)
+        return 2
+    except QuotaflowError as error:
+        print(f"quotaflow {args.command}: {error}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -17,6 +17,7 @@ from quotaflow import __version__
 from quotaflow.handlers import schemas
 from quotaflow.handlers.http import (
     access,
+    admin_scope,
     app,
     idempotency_claim,
     path_id,
@@ -107,8 +108,8 @@ def openapi() -> dict[str, Any]:
 )
 @access("admin")
 def create_tenant(body: Annotated[schemas.TenantCreate, Body()]) -> Response[TenantCreatedView]:
-    preflight("admin", None)
-    return _created(tenants.create_tenant(runtime().store, body.tenant_id, runtime().clock()))
+    admin = admin_scope()
+    return _created(tenants.create_tenant(admin, body.tenant_id, idempotency_claim(201)))
 
 
 @app.post(
@@ -117,16 +118,15 @@ def create_tenant(body: Annotated[schemas.TenantCreate, Body()]) -> Response[Ten
 )
 @access("admin")
 def create_key(tenant_id: str, body: Annotated[schemas.KeyCreate, Body()]) -> Response[KeyCreatedView]:
-    preflight("admin", None)
-    tenant = path_id(tenant_id, "tenant_id")
-    return _created(tenants.create_key(runtime().store, tenant, body.kind, runtime().clock()))
+    admin = admin_scope()
+    return _created(tenants.create_key(admin, path_id(tenant_id, "tenant_id"), body.kind, idempotency_claim(201)))
 
 
 @app.delete("/v1/admin/tenants/<tenant_id>/keys/<key_id>")
 @access("admin")
 def revoke_key(tenant_id: str, key_id: str) -> Response[None]:
-    preflight("admin", None)
-    tenants.revoke_key(runtime().store, path_id(tenant_id, "tenant_id"), path_id(key_id, "key_id"))
+    admin = admin_scope()
+    tenants.revoke_key(admin.store, path_id(tenant_id, "tenant_id"), path_id(key_id, "key_id"), admin.now)
     runtime().key_cache.entries.clear()  # this container forgets at once; others within KEY_CACHE_SECONDS
     return Response(204, None, None)
 

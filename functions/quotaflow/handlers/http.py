@@ -141,6 +141,7 @@ def preflight(level: Access, user_id: str | None) -> Principal | None:
         if level != "admin":
             raise errors.Forbidden("the admin key only manages tenants")
         _require_json()
+        app.append_context(idempotency_scope=tenants.ADMIN_SCOPE)
         return None
     principal = tenants.authenticate(runtime().store, raw_key, runtime().key_cache)
     if level == "admin":
@@ -154,7 +155,7 @@ def preflight(level: Access, user_id: str | None) -> Principal | None:
         secret = tokens.signing_secret(runtime().store, principal.tenant_id)
         tokens.check(secret, token, principal.tenant_id, unquote(user_id), runtime().clock())
     _require_json()
-    app.append_context(principal=principal)
+    app.append_context(principal=principal, idempotency_scope=principal.tenant_id)
     return principal
 
 
@@ -163,6 +164,11 @@ def _require_json() -> None:
         media = (header("content-type") or "").split(";")[0].strip().lower()
         if media != "application/json":
             raise errors.InvalidRequest("send JSON with Content-Type: application/json", field="Content-Type")
+
+
+def admin_scope() -> Scope:
+    preflight("admin", None)
+    return Scope(runtime().store, tenants.ADMIN_SCOPE, runtime().clock(), runtime().cache)
 
 
 def tenant_scope(level: Access = "secret", user_id: str | None = None) -> Scope:
@@ -202,9 +208,9 @@ def error_response(error: errors.QuotaflowError) -> Response[Any]:
     status = STATUS.get(type(error), 400)
     body = _error_body(error)
     claim: IdempotencyClaim | None = app.context.get("claim")
-    principal: Principal | None = app.context.get("principal")
-    if claim is not None and principal is not None and status not in RETRYABLE:
-        scope = Scope(runtime().store, principal.tenant_id, runtime().clock(), runtime().cache)
+    idempotency_scope: str | None = app.context.get("idempotency_scope")
+    if claim is not None and idempotency_scope is not None and status not in RETRYABLE:
+        scope = Scope(runtime().store, idempotency_scope, runtime().clock(), runtime().cache)
         try:
             remember_failure(scope, claim, status, body)
         except Replay as replay:

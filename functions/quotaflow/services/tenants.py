@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from quotaflow.ledger.errors import Conflict, NotFound, Unauthenticated
+from quotaflow.ledger.errors import Conflict, NotFound, Unauthenticated, Unavailable
 from quotaflow.ledger.periods import iso
+from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_if_taken
+from quotaflow.services.scope import Scope
 from quotaflow.services.tokens import new_signing_secret
 from quotaflow.services.views import KeyCreatedView, TenantCreatedView
 from quotaflow.store import keys
@@ -23,6 +25,7 @@ KEY_PREFIXES: dict[str, KeyKind] = {"qf_sk_": "secret", "qf_pk_": "publishable"}
 KEY_LENGTH_MAX = 128
 KEY_CACHE_SECONDS = 5.0  # a revoked key keeps working on a warm container for at most this long
 KEY_CACHE_ENTRIES_MAX = 1_000
+ADMIN_SCOPE = "#admin"  # the admin key's idempotency scope: '#' never occurs in a tenant id
 
 
 @dataclass(frozen=True)
@@ -87,43 +90,53 @@ def _add_key(tx: Transaction, tenant_id: str, kind: KeyKind, now: datetime) -> K
     return KeyCreatedView(key=raw_key, key_id=key_id, kind=kind)
 
 
-def create_tenant(store: Store, tenant_id: str, now: datetime) -> TenantCreatedView:
-    tx = store.transaction()
+def create_tenant(admin: Scope, tenant_id: str, claim: IdempotencyClaim | None) -> TenantCreatedView:
+    """`admin` is the scope of the admin key (ADMIN_SCOPE): its Idempotency-Keys live apart from every tenant's."""
+    tx = admin.store.transaction()
     tx.put(
         "tenant",
         {
             **keys.tenant(tenant_id),
             "tenant_id": tenant_id,
-            "created_at": iso(now),
+            "created_at": iso(admin.now),
             "token_secret": new_signing_secret(),
         },
         condition="attribute_not_exists(pk)",
     )
-    secret = _add_key(tx, tenant_id, "secret", now)
-    publishable = _add_key(tx, tenant_id, "publishable", now)
+    secret = _add_key(tx, tenant_id, "secret", admin.now)
+    publishable = _add_key(tx, tenant_id, "publishable", admin.now)
+    view = TenantCreatedView(tenant_id=tenant_id, secret_key=secret.key, publishable_key=publishable.key)
+    add_claim(tx, admin, claim, view.model_dump(mode="json"))
     try:
-        store.transact(tx)
+        admin.store.transact(tx)
     except TransactionCancelled as cancelled:
+        replay_if_taken(claim, cancelled)
         if cancelled.failed("tenant"):
             raise Conflict(f"tenant {tenant_id!r} already exists", tenant_id=tenant_id) from None
-        raise
-    return TenantCreatedView(tenant_id=tenant_id, secret_key=secret.key, publishable_key=publishable.key)
+        raise Unavailable("tenant creation was refused; retry shortly") from cancelled
+    return view
 
 
-def create_key(store: Store, tenant_id: str, kind: KeyKind, now: datetime) -> KeyCreatedView:
-    if store.get(keys.tenant(tenant_id)) is None:
+def create_key(admin: Scope, tenant_id: str, kind: KeyKind, claim: IdempotencyClaim | None) -> KeyCreatedView:
+    if admin.store.get(keys.tenant(tenant_id)) is None:
         raise NotFound(f"tenant {tenant_id!r} does not exist", tenant_id=tenant_id)
-    tx = store.transaction()
-    created = _add_key(tx, tenant_id, kind, now)
-    store.transact(tx)
+    tx = admin.store.transaction()
+    created = _add_key(tx, tenant_id, kind, admin.now)
+    add_claim(tx, admin, claim, created.model_dump(mode="json"))
+    try:
+        admin.store.transact(tx)
+    except TransactionCancelled as cancelled:
+        replay_if_taken(claim, cancelled)
+        raise Unavailable("key creation was refused; retry shortly") from cancelled
     return created
 
 
-def revoke_key(store: Store, tenant_id: str, key_id: str) -> None:
+def revoke_key(store: Store, tenant_id: str, key_id: str, now: datetime) -> None:
+    """Delete the key's lookup item at once; its listing stays as a tombstone, so revoking twice succeeds."""
     listing = store.get(keys.tenant_key_listing(tenant_id, key_id))
     if listing is None:
         raise NotFound(f"key {key_id!r} does not exist", key_id=key_id)
     tx = store.transaction()
     tx.delete("key", keys.api_key(listing["key_hash"]))
-    tx.delete("key_listing", keys.tenant_key_listing(tenant_id, key_id))
+    tx.put("key_listing", {**listing, "revoked_at": listing.get("revoked_at") or iso(now)})
     store.transact(tx)

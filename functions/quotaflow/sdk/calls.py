@@ -1,0 +1,198 @@
+"""Every route of the API as a `Call`: the request to send and how to read its answer.
+
+Both clients send the same `Call`s; only how they wait differs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
+
+from quotaflow.sdk import models
+
+T = TypeVar("T")
+Method = Literal["GET", "POST", "PUT", "DELETE"]
+Lines = Mapping[str, int]  # meter -> amount: {"tokens": 4000, "requests": 1}
+LimitInput = models.Limit | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: Method
+    path: str
+    parse: Callable[[Any], T]  # the response's JSON (None for an empty body) -> the typed result
+    body: Mapping[str, Any] | None = None
+    params: Mapping[str, str | int] | None = None
+    user_token: str | None = None  # X-Quotaflow-User-Token, with a publishable key
+
+    @property
+    def is_write(self) -> bool:
+        """Everything but GET carries an Idempotency-Key (harmless where the server ignores it)."""
+        return self.method != "GET"
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _lines(lines: Lines) -> list[dict[str, Any]]:
+    return [{"meter": meter, "amount": amount} for meter, amount in lines.items()]
+
+
+def _nothing(_: Any) -> None:
+    return None
+
+
+def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in body.items() if value is not None}
+
+
+# --- operations and admin ------------------------------------------------------------------------------
+
+
+def health() -> Call[models.Health]:
+    return Call("GET", "/v1/health", models.Health.model_validate)
+
+
+def create_tenant(tenant_id: str) -> Call[models.TenantCreated]:
+    return Call("POST", "/v1/admin/tenants", models.TenantCreated.model_validate, {"tenant_id": tenant_id})
+
+
+def create_key(tenant_id: str, kind: models.KeyKind) -> Call[models.KeyCreated]:
+    path = f"/v1/admin/tenants/{_segment(tenant_id)}/keys"
+    return Call("POST", path, models.KeyCreated.model_validate, {"kind": kind})
+
+
+def revoke_key(tenant_id: str, key_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/admin/tenants/{_segment(tenant_id)}/keys/{_segment(key_id)}", _nothing)
+
+
+# --- plans, subscriptions, settings --------------------------------------------------------------------
+
+
+def plan_spec(
+    name: str, limits: Mapping[str, LimitInput], stripe: models.StripePlanSettings | Mapping[str, Any] | None
+) -> models.PlanSpec:
+    """Validate a plan locally (a missing quota fails here, before any request)."""
+    return models.PlanSpec.model_validate(
+        _without_none({"name": name, "limits": dict(limits), "stripe": stripe}),
+    )
+
+
+def put_plan(plan_id: str, spec: models.PlanSpec) -> Call[models.Plan]:
+    body = spec.model_dump(mode="json")
+    return Call("PUT", f"/v1/plans/{_segment(plan_id)}", models.Plan.model_validate, body)
+
+
+def get_plan(plan_id: str) -> Call[models.Plan]:
+    return Call("GET", f"/v1/plans/{_segment(plan_id)}", models.Plan.model_validate)
+
+
+def list_plans() -> Call[list[models.Plan]]:
+    return Call("GET", "/v1/plans", lambda body: models.PlanList.model_validate(body).plans)
+
+
+def upsert_subscription(
+    user_id: str,
+    plan_id: str,
+    custom_limits: Mapping[str, Mapping[str, Any]] | None,
+    stripe_customer_id: str | None,
+) -> Call[models.Subscription]:
+    body = _without_none(
+        {
+            "plan_id": plan_id,
+            "custom_limits": {meter: dict(limit) for meter, limit in (custom_limits or {}).items()},
+            "stripe_customer_id": stripe_customer_id,
+        }
+    )
+    return Call("PUT", f"/v1/users/{_segment(user_id)}/subscription", models.Subscription.model_validate, body)
+
+
+def get_subscription(user_id: str) -> Call[models.Subscription]:
+    return Call("GET", f"/v1/users/{_segment(user_id)}/subscription", models.Subscription.model_validate)
+
+
+def put_settings(default_plan_id: str | None) -> Call[models.TenantSettings]:
+    body = {"default_plan_id": default_plan_id}
+    return Call("PUT", "/v1/settings", models.TenantSettings.model_validate, body)
+
+
+def get_settings() -> Call[models.TenantSettings]:
+    return Call("GET", "/v1/settings", models.TenantSettings.model_validate)
+
+
+# --- usage ---------------------------------------------------------------------------------------------
+
+
+def usage(user_id: str, user_token: str | None) -> Call[models.Usage]:
+    path = f"/v1/users/{_segment(user_id)}/usage"
+    return Call("GET", path, models.Usage.model_validate, user_token=user_token)
+
+
+def can_use(user_id: str, meter: str, amount: int, user_token: str | None) -> Call[models.CanUse]:
+    path = f"/v1/users/{_segment(user_id)}/can-use"
+    body = {"meter": meter, "amount": amount}
+    return Call("POST", path, models.CanUse.model_validate, body, user_token=user_token)
+
+
+def can_use_lines(user_id: str, lines: Lines, user_token: str | None) -> Call[models.CanUseLines]:
+    path = f"/v1/users/{_segment(user_id)}/can-use"
+    body = {"lines": _lines(lines)}
+    return Call("POST", path, models.CanUseLines.model_validate, body, user_token=user_token)
+
+
+# --- reservations --------------------------------------------------------------------------------------
+
+
+def reserve(user_id: str, lines: Lines, ttl_seconds: int | None) -> Call[models.ReservationInfo]:
+    body = _without_none({"user_id": user_id, "lines": _lines(lines), "ttl_seconds": ttl_seconds})
+    return Call("POST", "/v1/reservations", models.ReservationInfo.model_validate, body)
+
+
+def commit(reservation_id: str, lines: Lines | None) -> Call[models.CommitResult]:
+    path = f"/v1/reservations/{_segment(reservation_id)}/commit"
+    return Call("POST", path, models.CommitResult.model_validate, {"lines": _lines(lines or {})})
+
+
+def release(reservation_id: str) -> Call[models.ReleaseResult]:
+    path = f"/v1/reservations/{_segment(reservation_id)}/release"
+    return Call("POST", path, models.ReleaseResult.model_validate)
+
+
+def get_reservation(reservation_id: str) -> Call[models.ReservationInfo]:
+    path = f"/v1/reservations/{_segment(reservation_id)}"
+    return Call("GET", path, models.ReservationInfo.model_validate)
+
+
+# --- direct usage, refunds, credits, ledger, verify, tokens ----------------------------------------------
+
+
+def track(user_id: str, lines: Lines, properties: Mapping[str, Any] | None) -> Call[models.EventRecorded]:
+    body = _without_none({"user_id": user_id, "lines": _lines(lines), "properties": properties})
+    return Call("POST", "/v1/events", models.EventRecorded.model_validate, body)
+
+
+def refund(user_id: str, lines: Lines, reason: str | None) -> Call[models.RefundRecorded]:
+    body = _without_none({"user_id": user_id, "lines": _lines(lines), "reason": reason})
+    return Call("POST", "/v1/refunds", models.RefundRecorded.model_validate, body)
+
+
+def grant_credits(user_id: str, meter: str, amount: int) -> Call[models.CreditGrant]:
+    path = f"/v1/users/{_segment(user_id)}/credits"
+    return Call("POST", path, models.CreditGrant.model_validate, {"meter": meter, "amount": amount})
+
+
+def ledger(user_id: str, limit: int, cursor: str | None) -> Call[models.LedgerPage]:
+    params: dict[str, str | int] = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
+    path = f"/v1/users/{_segment(user_id)}/ledger"
+    return Call("GET", path, models.LedgerPage.model_validate, params=params)
+
+
+def verify(user_id: str | None) -> Call[models.VerifyResult]:
+    return Call("POST", "/v1/verify", models.VerifyResult.model_validate, _without_none({"user_id": user_id}))
+
+
+def user_token(user_id: str, ttl_seconds: int) -> Call[models.UserToken]:
+    body = {"user_id": user_id, "ttl_seconds": ttl_seconds}
+    return Call("POST", "/v1/user-tokens", models.UserToken.model_validate, body)

@@ -1,0 +1,229 @@
+"""`Client`: the blocking client. Each method builds a `Call` (calls.py) and sends it through `_send`, which
+retries what may be retried with the same Idempotency-Key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from quotaflow.sdk import calls, models
+from quotaflow.sdk.calls import Call, LimitInput, Lines
+from quotaflow.sdk.errors import PageLimitReached
+from quotaflow.sdk.reservation import Reservation
+from quotaflow.sdk.retry import Outcome, RetryPolicy
+from quotaflow.sdk.transport import (
+    TIMEOUT_SECONDS_DEFAULT,
+    Connection,
+    build_request,
+    new_idempotency_key,
+    read_result,
+)
+
+T = TypeVar("T")
+LEDGER_PAGE_SIZE_DEFAULT = 200  # the server's maximum page
+LEDGER_PAGES_MAX_DEFAULT = 1000
+
+
+class Client:
+    """quotaflow over HTTP. `api_key` and `base_url` default to QUOTAFLOW_API_KEY and QUOTAFLOW_URL.
+
+    A tenant's secret key reaches every tenant route; the admin key only `create_tenant`, `create_key` and
+    `revoke_key`. Errors are raised as `QuotaflowError` subclasses named after the API's error codes."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout_seconds: float = TIMEOUT_SECONDS_DEFAULT,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self.connection = Connection.resolve(api_key, base_url)
+        self.retry = retry or RetryPolicy()
+        self._http = http_client or httpx.Client(timeout=timeout_seconds)
+        self._owns_http = http_client is None
+
+    def close(self) -> None:
+        """Close the connection pool (not an `http_client` handed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _send(self, call: Call[T], idempotency_key: str | None = None) -> T:
+        request = build_request(self.connection, call, idempotency_key or new_idempotency_key())
+        attempt = 0
+        outcome = self._attempt(request)
+        while (delay_seconds := self.retry.delay_seconds(attempt, outcome)) is not None:
+            time.sleep(delay_seconds)
+            attempt += 1
+            outcome = self._attempt(request)
+        return read_result(call, outcome)
+
+    def _attempt(self, request: httpx.Request) -> Outcome:
+        try:
+            return self._http.send(request)
+        except httpx.TransportError as error:
+            return error
+
+    # --- usage -----------------------------------------------------------------------------------------
+
+    def usage(self, user_id: str, *, user_token: str | None = None) -> models.Usage:
+        """The user's counters. `user_token` (from `user_token()`) goes with a publishable key."""
+        return self._send(calls.usage(user_id, user_token))
+
+    def can_use(self, user_id: str, meter: str, amount: int, *, user_token: str | None = None) -> models.CanUse:
+        """Would `amount` fit? Consumes nothing."""
+        return self._send(calls.can_use(user_id, meter, amount, user_token))
+
+    def can_use_lines(self, user_id: str, lines: Lines, *, user_token: str | None = None) -> models.CanUseLines:
+        return self._send(calls.can_use_lines(user_id, lines, user_token))
+
+    # --- reservations ----------------------------------------------------------------------------------
+
+    def reserve(
+        self, user_id: str, lines: Lines, *, ttl_seconds: int | None = None, idempotency_key: str | None = None
+    ) -> Reservation:
+        """Hold `lines` (`{"tokens": 4000}`) before the work; raises InsufficientQuota and holds nothing if any
+        meter lacks room. Use it in a `with` block: leaving it uncommitted releases the hold."""
+        key = idempotency_key or new_idempotency_key()
+        info = self._send(calls.reserve(user_id, lines, ttl_seconds), key)
+        return Reservation(self._send, info, key)
+
+    def commit(
+        self, reservation_id: str, lines: Lines | None = None, *, idempotency_key: str | None = None
+    ) -> models.CommitResult:
+        return self._send(calls.commit(reservation_id, lines), idempotency_key)
+
+    def release(self, reservation_id: str, *, idempotency_key: str | None = None) -> models.ReleaseResult:
+        return self._send(calls.release(reservation_id), idempotency_key)
+
+    def get_reservation(self, reservation_id: str) -> models.ReservationInfo:
+        return self._send(calls.get_reservation(reservation_id))
+
+    # --- direct usage, refunds, credits ----------------------------------------------------------------
+
+    def track(
+        self,
+        user_id: str,
+        lines: Lines,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.EventRecorded:
+        """Record usage that already happened (no reservation). Hard meters without room: InsufficientQuota."""
+        return self._send(calls.track(user_id, lines, properties), idempotency_key)
+
+    def refund(
+        self, user_id: str, lines: Lines, *, reason: str | None = None, idempotency_key: str | None = None
+    ) -> models.RefundRecorded:
+        return self._send(calls.refund(user_id, lines, reason), idempotency_key)
+
+    def grant_credits(
+        self, user_id: str, meter: str, amount: int, *, idempotency_key: str | None = None
+    ) -> models.CreditGrant:
+        return self._send(calls.grant_credits(user_id, meter, amount), idempotency_key)
+
+    def user_token(
+        self, user_id: str, *, ttl_seconds: int = 3600, idempotency_key: str | None = None
+    ) -> models.UserToken:
+        """A signed token for the browser: with the publishable key it reads this user's usage only."""
+        return self._send(calls.user_token(user_id, ttl_seconds), idempotency_key)
+
+    # --- ledger and verify -----------------------------------------------------------------------------
+
+    def ledger(
+        self, user_id: str, *, limit: int = LEDGER_PAGE_SIZE_DEFAULT, cursor: str | None = None
+    ) -> models.LedgerPage:
+        """One page of the user's ledger, newest first."""
+        return self._send(calls.ledger(user_id, limit, cursor))
+
+    def ledger_entries(
+        self,
+        user_id: str,
+        *,
+        page_size: int = LEDGER_PAGE_SIZE_DEFAULT,
+        pages_max: int = LEDGER_PAGES_MAX_DEFAULT,
+    ) -> Iterator[models.LedgerEntry]:
+        """Every ledger entry, newest first, page by page. Past `pages_max` pages: PageLimitReached."""
+        cursor: str | None = None
+        for _ in range(pages_max):
+            page = self.ledger(user_id, limit=page_size, cursor=cursor)
+            yield from page.entries
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+        raise PageLimitReached(f"stopped after {pages_max} ledger pages", next_cursor=cursor or "")
+
+    def verify(self, user_id: str | None = None) -> models.VerifyResult:
+        """Check that counters reconcile to the ledger: one user, or the whole tenant."""
+        return self._send(calls.verify(user_id))
+
+    # --- plans, subscriptions, settings ----------------------------------------------------------------
+
+    def put_plan(
+        self,
+        plan_id: str,
+        name: str,
+        limits: Mapping[str, LimitInput],
+        *,
+        stripe: models.StripePlanSettings | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Plan:
+        """Create or replace a plan; a quota change reaches current counters at once."""
+        return self._send(calls.put_plan(plan_id, calls.plan_spec(name, limits, stripe)), idempotency_key)
+
+    def get_plan(self, plan_id: str) -> models.Plan:
+        return self._send(calls.get_plan(plan_id))
+
+    def list_plans(self) -> list[models.Plan]:
+        return self._send(calls.list_plans())
+
+    def upsert_subscription(
+        self,
+        user_id: str,
+        plan_id: str,
+        *,
+        custom_limits: Mapping[str, Mapping[str, Any]] | None = None,
+        stripe_customer_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Subscription:
+        call = calls.upsert_subscription(user_id, plan_id, custom_limits, stripe_customer_id)
+        return self._send(call, idempotency_key)
+
+    def get_subscription(self, user_id: str) -> models.Subscription:
+        return self._send(calls.get_subscription(user_id))
+
+    def get_settings(self) -> models.TenantSettings:
+        return self._send(calls.get_settings())
+
+    def put_settings(self, *, default_plan_id: str | None, idempotency_key: str | None = None) -> models.TenantSettings:
+        return self._send(calls.put_settings(default_plan_id), idempotency_key)
+
+    # --- admin (admin key) and operations --------------------------------------------------------------
+
+    def create_tenant(self, tenant_id: str, *, idempotency_key: str | None = None) -> models.TenantCreated:
+        """A tenant and its first keys, shown once."""
+        return self._send(calls.create_tenant(tenant_id), idempotency_key)
+
+    def create_key(
+        self, tenant_id: str, kind: models.KeyKind = "secret", *, idempotency_key: str | None = None
+    ) -> models.KeyCreated:
+        return self._send(calls.create_key(tenant_id, kind), idempotency_key)
+
+    def revoke_key(self, tenant_id: str, key_id: str, *, idempotency_key: str | None = None) -> None:
+        self._send(calls.revoke_key(tenant_id, key_id), idempotency_key)
+
+    def health(self) -> models.Health:
+        return self._send(calls.health())

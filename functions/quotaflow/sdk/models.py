@@ -1,0 +1,217 @@
+"""Typed results of the HTTP API, mirroring the v1 contract (API.md). Independent of the server's own models.
+
+Response models ignore fields they do not know, so a newer server does not break an older SDK. Plan limits keep
+unknown fields instead (`extra="allow"`): a plan read from the server and written back loses nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Enforcement = Literal["hard", "soft", "none"]
+Period = Literal["day", "week", "month", "none"]
+ReservationStatus = Literal["pending", "committed", "released", "expired"]
+KeyKind = Literal["secret", "publishable"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Line(Model):
+    meter: str
+    amount: int
+
+
+class Counter(Model):
+    """One meter of a user's balance: `remaining = max(0, quota + credits - used - reserved)`."""
+
+    meter: str
+    label: str
+    period: Period
+    period_start: datetime | None
+    period_end: datetime | None
+    enforcement: Enforcement
+    quota: int
+    credits: int
+    used: int
+    reserved: int
+    remaining: int
+
+
+class Usage(Model):
+    user_id: str
+    plan_id: str
+    counters: list[Counter]
+
+    def counter(self, meter: str) -> Counter:
+        """The counter of one meter; KeyError if the user's plan has no such meter."""
+        for counter in self.counters:
+            if counter.meter == meter:
+                return counter
+        raise KeyError(meter)
+
+
+class CanUse(Model):
+    allowed: bool
+    remaining: int
+
+
+class MeterAllowance(Model):
+    meter: str
+    allowed: bool
+    remaining: int
+
+
+class CanUseLines(Model):
+    allowed: bool
+    meters: list[MeterAllowance]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allowed_from_meters(cls, data: Any) -> Any:
+        """The contract names only `meters`; `allowed` is then every meter's answer."""
+        if isinstance(data, dict) and "allowed" not in data and isinstance(data.get("meters"), list):
+            return {**data, "allowed": all(bool(m.get("allowed")) for m in data["meters"] if isinstance(m, dict))}
+        return data
+
+
+class ReservationInfo(Model):
+    reservation_id: str
+    status: ReservationStatus
+    user_id: str
+    lines: list[Line]
+    expires_at: datetime
+    created_at: datetime | None = None
+
+
+class CommitResult(Model):
+    reservation_id: str
+    status: ReservationStatus
+    committed: list[Line]
+    refunded: list[Line]
+    overage: list[Line] = []
+
+
+class ReleaseResult(Model):
+    status: ReservationStatus
+    refunded: list[Line]
+    reservation_id: str | None = None
+
+
+class EventRecorded(Model):
+    event_id: str
+
+
+class RefundRecorded(Model):
+    refund_id: str
+
+
+class CreditGrant(Model):
+    grant_id: str
+
+
+class LedgerEntry(Model):
+    entry_id: str
+    at: datetime
+    kind: str  # reserve|commit|release|expire|event|refund|grant|grant_expire|quota_change|carryover
+    meter: str
+    period_start: datetime | None
+    delta_used: int
+    delta_reserved: int
+    delta_credits: int
+    delta_quota: int
+    ref: str | None
+
+
+class LedgerPage(Model):
+    entries: list[LedgerEntry]
+    next_cursor: str | None
+
+
+class VerifyProblem(Model):
+    user_id: str
+    meter: str
+    period_start: datetime | None
+    message: str
+
+
+class VerifyResult(Model):
+    ok: bool
+    checked: int
+    problems: list[VerifyProblem]
+
+
+class Limit(Model):
+    """A plan's rule for one meter. Defaults are the server's, so a plan file may leave them out."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    label: str | None = None
+    quota: int
+    period: Period = "month"
+    enforcement: Enforcement = "hard"
+
+
+class StripePlanSettings(Model):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    meter_event_names: dict[str, str] = {}
+
+
+class PlanSpec(Model):
+    """What `PUT /v1/plans/{plan_id}` takes: also one entry of a `quotaflow plans apply` file."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str
+    limits: dict[str, Limit]
+    stripe: StripePlanSettings = StripePlanSettings()
+
+
+class Plan(PlanSpec):
+    plan_id: str
+    version: int
+
+    def spec(self) -> PlanSpec:
+        return PlanSpec.model_validate(self.model_dump(exclude={"plan_id", "version"}))
+
+
+class PlanList(Model):
+    plans: list[Plan]
+
+
+class Subscription(Model):
+    user_id: str
+    plan_id: str
+    custom_limits: dict[str, dict[str, Any]]
+    stripe_customer_id: str | None
+    updated_at: datetime | None = None
+
+
+class TenantSettings(Model):
+    tenant_id: str
+    default_plan_id: str | None
+
+
+class TenantCreated(Model):
+    tenant_id: str
+    secret_key: str = Field(repr=False)
+    publishable_key: str = Field(repr=False)
+
+
+class KeyCreated(Model):
+    key: str = Field(repr=False)
+    key_id: str
+    kind: KeyKind | None = None
+
+
+class UserToken(Model):
+    token: str = Field(repr=False)
+    expires_at: datetime
+
+
+class Health(Model):
+    ok: bool

@@ -1,0 +1,1 @@
+from tests.sdk.support import qf, server, tenant  # noqa: F401 - fixtures

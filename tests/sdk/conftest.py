@@ -1,0 +1,1 @@
+from tests.sdk.support import proxy, qf, server, tenant  # noqa: F401 - fixtures

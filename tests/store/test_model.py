@@ -1,0 +1,228 @@
+"""Model-based test: random sequences of every balance operation against the store and a tiny reference model,
+checking the invariants after every step. Runs on moto in the default suite and longer on DynamoDB Local."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
+
+from quotaflow.ledger.errors import Conflict, InsufficientQuota, ReservationExpired, ReservationNotPending
+from quotaflow.ledger.plans import Limit, LimitOverride, Plan
+from quotaflow.services import metering, plans
+from quotaflow.store.table import Store
+from tests.conftest import Clock
+from tests.store.helpers import Tenant, lines
+
+PLAN = Plan(
+    plan_id="hybrid",
+    name="Hybrid",
+    limits={
+        "tokens": Limit(label="Tokens", quota=100, period="month", enforcement="hard"),
+        "requests": Limit(label="Requests", quota=5, period="day", enforcement="soft"),
+    },
+)
+HARD = {"tokens"}
+TABLE_NUMBERS = itertools.count()
+TTL_SECONDS = 3600
+meters = st.sampled_from(["tokens", "requests"])
+amounts = st.integers(min_value=0, max_value=60)
+
+
+@dataclass
+class ModelCounter:
+    quota: int
+    credits: int = 0
+    used: int = 0
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.quota + self.credits - self.used - self.reserved
+
+    def roll(self, quota: int) -> ModelCounter:
+        """A new period: allowance renewed, unspent credits and pending holds carried."""
+        spent = min(self.credits, max(0, self.used - self.quota))
+        return ModelCounter(quota=quota, credits=self.credits - spent, reserved=self.reserved)
+
+
+@dataclass
+class ModelReservation:
+    rid: str
+    meter: str
+    amount: int
+    expires_at: datetime
+
+
+def period_key(meter: str, now: datetime) -> tuple[int, ...]:
+    return (now.year, now.month) if meter == "tokens" else (now.year, now.month, now.day)
+
+
+class Metering(RuleBasedStateMachine):
+    store: Store  # set by the test that runs the machine
+    reservations = Bundle("reservations")
+
+    @initialize()
+    def setup(self) -> None:
+        self.clock = Clock(datetime(2026, 11, 27, 10, 0, tzinfo=UTC))
+        table = Store(self.store.client, f"model-{next(TABLE_NUMBERS)}")  # moto's queries scan the whole table
+        table.create_table()
+        self.tenant = Tenant(table, self.clock)
+        plans.put_plan(self.tenant.scope, PLAN)
+        plans.put_subscription(self.tenant.scope, "u1", "hybrid", {}, None)
+        self.quota = {"tokens": 100, "requests": 5}
+        self.model = {meter: ModelCounter(quota) for meter, quota in self.quota.items()}
+        self.periods = {meter: period_key(meter, self.clock.now) for meter in self.model}
+        self.pending: dict[str, ModelReservation] = {}
+        self.expired: set[str] = set()  # ended by expiry: commit and release say "expired", not "not pending"
+
+    def counter(self, meter: str) -> ModelCounter:
+        return self.model[meter]
+
+    def fits(self, meter: str, amount: int) -> bool:
+        return meter not in HARD or amount == 0 or self.counter(meter).available >= amount
+
+    @rule(target=reservations, meter=meters, amount=amounts)
+    def reserve(self, meter: str, amount: int) -> Any:
+        try:
+            held = metering.reserve(self.tenant.scope, "u1", lines(**{meter: amount}), TTL_SECONDS, None)
+        except InsufficientQuota:
+            assert not self.fits(meter, amount)
+            return None
+        assert self.fits(meter, amount)
+        self.counter(meter).reserved += amount
+        self.pending[held.reservation_id] = ModelReservation(
+            held.reservation_id, meter, amount, self.clock.now + timedelta(seconds=TTL_SECONDS)
+        )
+        return held.reservation_id
+
+    def _end(self, rid: str | None, action: str, actual: int) -> None:
+        if rid is None:
+            return
+        reservation = self.pending.get(rid)
+        try:
+            if action == "commit":
+                metering.commit(
+                    self.tenant.scope, rid, lines(**{reservation.meter: actual}) if reservation else [], None
+                )
+            else:
+                metering.release_reservation(self.tenant.scope, rid, None)
+        except ReservationNotPending:
+            assert reservation is None and rid not in self.expired
+            return
+        except ReservationExpired:
+            if reservation is None:
+                assert rid in self.expired
+                return
+            assert self.clock.now >= reservation.expires_at
+            self.counter(reservation.meter).reserved -= reservation.amount
+            del self.pending[rid]
+            self.expired.add(rid)
+            return
+        assert reservation is not None and self.clock.now < reservation.expires_at
+        counter = self.counter(reservation.meter)
+        counter.reserved -= reservation.amount
+        counter.used += actual if action == "commit" else 0
+        del self.pending[rid]
+
+    @rule(rid=consumes(reservations), actual=amounts)
+    def commit(self, rid: str | None, actual: int) -> None:
+        self._end(rid, "commit", actual)
+
+    @rule(rid=consumes(reservations))
+    def release(self, rid: str | None) -> None:
+        self._end(rid, "release", 0)
+
+    @rule(rid=reservations)
+    def end_again(self, rid: str | None) -> None:
+        self._end(rid, "release", 0)
+
+    @rule(meter=meters, amount=amounts)
+    def track(self, meter: str, amount: int) -> None:
+        try:
+            metering.track(self.tenant.scope, "u1", lines(**{meter: amount}), None, None)
+        except InsufficientQuota:
+            assert not self.fits(meter, amount)
+            return
+        assert self.fits(meter, amount)
+        self.counter(meter).used += amount
+
+    @rule(meter=meters, amount=amounts)
+    def refund(self, meter: str, amount: int) -> None:
+        try:
+            metering.refund(self.tenant.scope, "u1", lines(**{meter: amount}), None, None)
+        except Conflict:
+            assert self.counter(meter).used < amount
+            return
+        self.counter(meter).used -= amount
+
+    @rule(meter=meters, amount=amounts)
+    def grant(self, meter: str, amount: int) -> None:
+        metering.grant_credits(self.tenant.scope, "u1", meter, amount, None)
+        self.counter(meter).credits += amount
+
+    @rule(quota=st.integers(min_value=0, max_value=200))
+    def change_quota(self, quota: int) -> None:
+        plans.put_subscription(self.tenant.scope, "u1", "hybrid", {"tokens": LimitOverride(quota=quota)}, None)
+        self.counter("tokens").quota += quota - self.quota["tokens"]
+        self.quota["tokens"] = quota
+
+    @rule(hours=st.sampled_from([1, 7, 30, 24 * 6]))
+    def advance(self, hours: int) -> None:
+        self.clock.advance(hours=hours)
+        for meter in self.model:
+            key = period_key(meter, self.clock.now)
+            if key != self.periods[meter]:
+                self.model[meter] = self.model[meter].roll(self.quota[meter])
+                self.periods[meter] = key
+
+    @rule()
+    def expire_overdue(self) -> None:
+        for rid, reservation in list(self.pending.items()):
+            if self.clock.now >= reservation.expires_at:
+                stored = metering.get_reservation(self.tenant.scope, rid)
+                assert metering.expire(self.tenant.scope, stored) is True
+                assert metering.expire(self.tenant.scope, stored) is False
+                self.counter(reservation.meter).reserved -= reservation.amount
+                del self.pending[rid]
+                self.expired.add(rid)
+
+    @invariant()
+    def balances_match_the_model_and_the_ledger(self) -> None:
+        if not hasattr(self, "tenant"):
+            return
+        for meter, expected in self.model.items():
+            got = self.tenant.counter("u1", meter)
+            assert (got["quota"], got["credits"], got["used"], got["reserved"]) == (
+                expected.quota,
+                expected.credits,
+                expected.used,
+                expected.reserved,
+            ), meter
+            assert got["remaining"] == max(0, expected.available)
+        self.tenant.assert_verified("u1")
+
+
+def run_machine(store: Store, examples: int, steps: int) -> None:
+    Metering.store = store
+    runner = Metering.TestCase
+    runner.settings = settings(
+        max_examples=examples, stateful_step_count=steps, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    runner().runTest()
+
+
+@pytest.mark.unit
+def test_model_on_moto(moto_store: Store) -> None:
+    run_machine(moto_store, examples=25, steps=30)
+
+
+@pytest.mark.integration
+def test_model_on_dynamodb_local(ddb_store: Store) -> None:
+    run_machine(ddb_store, examples=60, steps=40)
