@@ -177,6 +177,20 @@ class Store:
     def __init__(self, client: Any, table_name: str) -> None:
         self.client = client
         self.table_name = table_name
+        # When a list, every write asks DynamoDB for its consumed capacity and appends (operation, units) here:
+        # for benchmarks and cost notes, off in production (the extra response field is not free to parse).
+        self.capacity_log: list[tuple[str, float]] | None = None
+
+    def _capacity(self, kwargs: dict[str, Any]) -> None:
+        if self.capacity_log is not None:
+            kwargs["ReturnConsumedCapacity"] = "TOTAL"
+
+    def _record(self, operation: str, raw: dict[str, Any]) -> None:
+        if self.capacity_log is None:
+            return
+        consumed = raw.get("ConsumedCapacity")
+        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
+        self.capacity_log.append((operation, sum(float(e.get("CapacityUnits", 0)) for e in entries)))
 
     def transaction(self) -> Transaction:
         return Transaction(self.table_name)
@@ -238,8 +252,10 @@ class Store:
             kwargs["ConsistentRead"] = True
         if cursor:
             kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, pk_name, pk, sk_prefix, sk_name)
+        self._capacity(kwargs)
         with _mapped_errors():
             raw = self.client.query(**kwargs)
+        self._record("Query", raw)
         last = raw.get("LastEvaluatedKey")
         return Page([from_item(i) for i in raw["Items"]], _encode_cursor(last) if last else None)
 
@@ -260,9 +276,11 @@ class Store:
         kwargs: dict[str, Any] = {"TransactItems": tx.writes}
         if client_token:
             kwargs["ClientRequestToken"] = client_token
+        self._capacity(kwargs)
         try:
             with _mapped_errors(frozenset({"TransactionCanceledException"})):
-                self.client.transact_write_items(**kwargs)
+                raw = self.client.transact_write_items(**kwargs)
+            self._record("TransactWriteItems", raw)
         except ClientError as error:
             raise _cancellation(error, tx.tags) from error
 
