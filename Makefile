@@ -4,13 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DDB_LOCAL_JAR := .cache/dynamodb-local/DynamoDBLocal.jar
+CDK := npx --prefix infra --no-install cdk
+INFRA_DEPS := infra/node_modules/.package-lock.json
 
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: install run demo test test-unit test-integration lint ddb-local clean
+.PHONY: install run demo test test-unit test-integration test-infra lint ddb-local infra-deps synth deploy bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +27,11 @@ ddb-local: $(DDB_LOCAL_JAR)
 $(DDB_LOCAL_JAR): tools/fetch-ddb-local.sh
 	bash tools/fetch-ddb-local.sh
 
+infra-deps: $(INFRA_DEPS)
+
+$(INFRA_DEPS): infra/package.json infra/package-lock.json
+	npm ci --prefix infra --no-audit --no-fund
+
 run: install
 	$(BIN)/quotaflow serve
 
@@ -35,8 +42,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	cd infra && ../$(BIN)/mypy --strict quotaflow_infra app.py
 
-test: install ddb-local lint
+test: install ddb-local infra-deps lint
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -45,5 +53,14 @@ test-unit: install
 test-integration: install ddb-local
 	$(BIN)/python -m pytest -m integration
 
+test-infra: install infra-deps
+	$(BIN)/python -m pytest -m infra
+
+synth: install infra-deps
+	$(CDK) synth --no-notices
+
+deploy: install infra-deps
+	$(CDK) deploy --no-notices
+
 clean:
-	rm -rf $(VENV) .cache cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) .cache cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts infra/node_modules

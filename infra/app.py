@@ -1,6 +1,7 @@
-"""CDK app entry point (`cdk.json` runs this). The stack itself is not written yet: until it is, this says so
-and fails, rather than synthesizing an empty template that could be mistaken for a deployable one."""
+"""CDK app entry point: `cdk.json` runs this with the repo's .venv Python. Context (`-c key=value`): stage,
+table_name, log_retention_days, bundling (pip | stub); see infra/quotaflow_infra/settings.py."""
 
-import sys
+from quotaflow_infra.build import build_app
 
-sys.exit("quotaflow: the CDK stack (QuotaflowStack) is not written yet; run `quotaflow serve` locally meanwhile.")
+app, _stack = build_app()
+app.synth()

@@ -15,6 +15,7 @@ class Settings(BaseModel):
     dynamodb_endpoint: str | None = None
     region: str = "us-east-1"
     admin_key: str | None = Field(default=None, min_length=16)
+    admin_key_secret_arn: str | None = None  # in AWS the admin key lives in Secrets Manager, read at cold start
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -24,4 +25,5 @@ class Settings(BaseModel):
             dynamodb_endpoint=env.get("QUOTAFLOW_DYNAMODB_ENDPOINT") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             admin_key=env.get("QUOTAFLOW_ADMIN_KEY") or None,
+            admin_key_secret_arn=env.get("QUOTAFLOW_ADMIN_KEY_SECRET_ARN") or None,
         )

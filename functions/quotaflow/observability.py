@@ -6,7 +6,11 @@ function does without it; each request's DynamoDB call count and latency go to t
 
 from __future__ import annotations
 
+import os
+
 from aws_lambda_powertools import Logger, Metrics
 
-logger = Logger(service="quotaflow")
-metrics = Metrics(namespace="Quotaflow", service="quotaflow")
+# POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE (set per stage by the stack) override these defaults.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "quotaflow")
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Quotaflow"), service=SERVICE)

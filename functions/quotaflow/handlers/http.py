@@ -24,7 +24,7 @@ from quotaflow.services import tenants, tokens
 from quotaflow.services.idempotency import IdempotencyClaim, Replay, remember_failure
 from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.services.tenants import KeyCache, Principal
-from quotaflow.store.connect import connect
+from quotaflow.store.connect import connect, read_admin_key
 from quotaflow.store.table import Store
 
 BODY_BYTES_MAX = 64 * 1024
@@ -79,7 +79,7 @@ def bind(runtime: Runtime) -> None:
 def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
-        settings = Settings.from_env()
+        settings = read_admin_key(Settings.from_env())
         _runtime = Runtime(store=connect(settings), settings=settings)
     return _runtime
 

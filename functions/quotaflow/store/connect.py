@@ -32,3 +32,12 @@ def dynamodb_client(settings: Settings) -> Any:
 
 def connect(settings: Settings) -> Store:
     return Store(dynamodb_client(settings), settings.table_name)
+
+
+def read_admin_key(settings: Settings) -> Settings:
+    """Settings with the admin key filled in from Secrets Manager when only its ARN is configured."""
+    if settings.admin_key is not None or settings.admin_key_secret_arn is None:
+        return settings
+    secrets = boto3.client("secretsmanager", region_name=settings.region, config=CLIENT_CONFIG)
+    value = secrets.get_secret_value(SecretId=settings.admin_key_secret_arn)["SecretString"]
+    return settings.model_copy(update={"admin_key": value})
