@@ -251,7 +251,7 @@ class QuotaflowFunction(Construct):
             table_id = logical_id(self.shared.table)
             findings |= {
                 f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]": "grant_read_write_data covers the "
-                "table's own global secondary indexes (gsi1, gsi2), which the store queries.",
+                "table's own global secondary indexes (gsi1, gsi2, gsi3), which the store queries.",
                 "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK's grant for the table's customer-managed key; "
                 "scoped to that one key.",
                 "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "CDK's grant for the table's customer-managed "

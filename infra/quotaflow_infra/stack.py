@@ -28,7 +28,7 @@ from quotaflow_infra.settings import LOG_RETENTION, BundleMode, StackSettings
 # The table as functions/quotaflow/store/table.py `create_table` makes it (tests/infra compares the two).
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"
-GSI_NAMES = ("gsi1", "gsi2")  # each keyed on <name>pk / <name>sk, projecting all attributes
+GSI_NAMES = ("gsi1", "gsi2", "gsi3")  # each keyed on <name>pk / <name>sk, projecting all attributes
 TTL_ATTRIBUTE = "ttl"
 PITR_RECOVERY_DAYS = 35  # the maximum: a bad deploy or a bad script found weeks later can still be undone
 KEY_PENDING_DAYS_PROTECTED = 30

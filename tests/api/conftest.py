@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from quotaflow.config import Settings
-from quotaflow.handlers import api, http
+from quotaflow.handlers import api
+from quotaflow.handlers.runtime import Runtime, bind
 from quotaflow.local.events import LocalContext, http_event
 from quotaflow.store.table import Store
 from tests.conftest import Clock
@@ -54,14 +55,14 @@ class Api:
 
 
 @pytest.fixture
-def runtime(moto_store: Store, clock: Clock) -> http.Runtime:
-    bound = http.Runtime(store=moto_store, settings=Settings(admin_key=ADMIN_KEY), clock=clock)
-    http.bind(bound)
+def runtime(moto_store: Store, clock: Clock) -> Runtime:
+    bound = Runtime(store=moto_store, settings=Settings(admin_key=ADMIN_KEY), clock=clock)
+    bind(bound)
     return bound
 
 
 @pytest.fixture
-def admin(runtime: http.Runtime) -> Api:
+def admin(runtime: Runtime) -> Api:
     return Api(ADMIN_KEY)
 
 

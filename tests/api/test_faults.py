@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from quotaflow.handlers.http import Runtime
+from quotaflow.handlers.runtime import Runtime
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from quotaflow.handlers import api
-from quotaflow.handlers.http import Runtime
+from quotaflow.handlers.runtime import Runtime
 from quotaflow.local.events import LocalContext
 from tests.api.conftest import ADMIN_KEY
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -101,3 +103,39 @@ def test_every_command_explains_itself() -> None:
             [sys.executable, "-m", "quotaflow.cli.main", *args], capture_output=True, text=True, timeout=60, check=False
         )
         assert done.returncode == 0 and "usage: quotaflow" in done.stdout, args
+
+
+@pytest.mark.unit
+def test_local_run_triggers_a_scheduled_function_as_of_a_given_time(embedded: LocalServer) -> None:
+    client = seed(embedded.url, embedded.admin_key, quota=100)
+    rid = client.post(
+        "/v1/reservations", json={"user_id": "u1", "lines": [{"meter": "tokens", "amount": 60}], "ttl_seconds": 60}
+    ).json()["reservation_id"]
+    admin = {"Authorization": f"Bearer {embedded.admin_key}"}
+    assert httpx.post(f"{embedded.url}/_local/run/sweeper", headers=admin).json()["expired"] == 0
+    later = (datetime.now(UTC) + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = httpx.post(f"{embedded.url}/_local/run/sweeper", json={"now": later}, headers=admin).json()
+    assert (report["now"], report["expired"]) == (later, 1)
+    assert client.get(f"/v1/reservations/{rid}").json()["status"] == "expired"
+    assert client.get("/v1/users/u1/usage").json()["counters"][0]["remaining"] == 100
+    assert httpx.post(f"{embedded.url}/_local/run/sweeper", headers=client.headers).status_code == 403
+    assert httpx.post(f"{embedded.url}/_local/run/sweeper").status_code == 401
+    assert httpx.post(f"{embedded.url}/_local/run/nothing", headers=admin).status_code == 404
+    assert httpx.post(f"{embedded.url}/_local/run/sweeper", json={"now": "soon"}, headers=admin).status_code == 400
+
+
+@pytest.mark.unit
+def test_timers_expire_overdue_holds_without_being_asked() -> None:
+    server = build_server(port=0, admin_key="qf_admin_e2e_key_0123456789", timers=True)
+    server.start_in_thread()
+    try:
+        client = seed(server.url, server.admin_key, quota=10)
+        client.post(
+            "/v1/reservations", json={"user_id": "u1", "lines": [{"meter": "tokens", "amount": 10}], "ttl_seconds": 1}
+        )
+        deadline = time.monotonic() + 20
+        while client.get("/v1/users/u1/usage").json()["counters"][0]["reserved"] != 0:
+            assert time.monotonic() < deadline, "the sweeper timer never ran"
+            time.sleep(0.5)
+    finally:
+        server.close()

@@ -39,9 +39,9 @@ class LambdaFunction:
 
 
 def _bind_api(store: Store, settings: Settings) -> None:
-    from quotaflow.handlers import http
+    from quotaflow.handlers import runtime as function_runtime
 
-    http.bind(http.Runtime(store=store, settings=settings))
+    function_runtime.bind(function_runtime.Runtime(store=store, settings=settings))
 
 
 FUNCTIONS: dict[str, LambdaFunction] = {

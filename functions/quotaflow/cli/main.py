@@ -30,7 +30,7 @@ Every command has --help; commands that call the API print tables, or JSON with 
 def _serve(args: argparse.Namespace) -> int:
     require("serve", SERVER_MODULES if args.dynamodb_endpoint else LOCAL_MODULES)
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "quotaflow")
-    from quotaflow.local.server import build_server
+    from quotaflow.local.server import JOBS, build_server
 
     server = build_server(
         host=args.host,
@@ -38,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         dynamodb_endpoint=args.dynamodb_endpoint,
         table_name=args.table,
         workers=args.workers,
+        timers=not args.no_timers,
     )
     backend = args.dynamodb_endpoint or "embedded DynamoDB (moto, in memory: data is gone when this stops)"
     print(f"quotaflow serving on {server.url}  (DynamoDB: {backend})", flush=True)
@@ -48,6 +49,10 @@ def _serve(args: argparse.Namespace) -> int:
         f"-H 'Content-Type: application/json' -d '{{\"tenant_id\": \"acme\"}}'",
         flush=True,
     )
+    if not args.no_timers:
+        print(
+            "scheduled functions on timers: " + ", ".join(JOBS) + " (run one now: POST /_local/run/{job})", flush=True
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -84,6 +89,11 @@ def _add_serve(commands: Subparsers) -> None:
         type=int,
         default=4,
         help="worker processes with --dynamodb-endpoint (default: %(default)s); embedded mode always uses one",
+    )
+    serve.add_argument(
+        "--no-timers",
+        action="store_true",
+        help="do not run the scheduled functions (sweeper) on timers; POST /_local/run/{job} still runs them",
     )
     serve.set_defaults(run=_serve)
 

@@ -22,9 +22,9 @@ from quotaflow.handlers.http import (
     idempotency_claim,
     path_id,
     preflight,
-    runtime,
     tenant_scope,
 )
+from quotaflow.handlers.runtime import runtime
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
 from quotaflow.observability import logger

@@ -7,8 +7,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
@@ -16,16 +14,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from quotaflow.config import Settings
+from quotaflow.handlers.runtime import runtime
 from quotaflow.ledger import errors
 from quotaflow.ledger.amounts import ID_PATTERN, EntityId
 from quotaflow.observability import logger
 from quotaflow.services import tenants, tokens
 from quotaflow.services.idempotency import IdempotencyClaim, Replay, remember_failure
-from quotaflow.services.scope import ContainerCache, Scope
-from quotaflow.services.tenants import KeyCache, Principal
-from quotaflow.store.connect import connect, read_admin_key
-from quotaflow.store.table import Store
+from quotaflow.services.scope import Scope
+from quotaflow.services.tenants import Principal
 
 BODY_BYTES_MAX = 64 * 1024
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
@@ -53,35 +49,7 @@ STATUS: dict[type[errors.QuotaflowError], int] = {
     errors.Unavailable: 503,
 }
 RETRYABLE = {429, 503}
-
-
-@dataclass
-class Runtime:
-    """What the function holds across invocations of one container."""
-
-    store: Store
-    settings: Settings
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    cache: ContainerCache = field(default_factory=ContainerCache)
-    key_cache: KeyCache = field(default_factory=KeyCache)
-
-
-_runtime: Runtime | None = None
 app = APIGatewayHttpResolver(enable_validation=True)
-
-
-def bind(runtime: Runtime) -> None:
-    """Point the function at a store (tests, `quotaflow serve`); in Lambda it binds itself from the environment."""
-    global _runtime
-    _runtime = runtime
-
-
-def runtime() -> Runtime:
-    global _runtime
-    if _runtime is None:
-        settings = read_admin_key(Settings.from_env())
-        _runtime = Runtime(store=connect(settings), settings=settings)
-    return _runtime
 
 
 # --- request plumbing ---------------------------------------------------------------------------------

@@ -71,3 +71,18 @@ class LocalContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+def scheduled_event(job: str, now: datetime) -> dict[str, object]:
+    """The event EventBridge Scheduler hands a scheduled function: its `time` is the run's clock."""
+    return {
+        "version": "0",
+        "id": secrets.token_hex(16),
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": "000000000000",
+        "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [f"arn:aws:scheduler:us-east-1:000000000000:schedule/default/quotaflow-{job}"],
+        "detail": {},
+    }

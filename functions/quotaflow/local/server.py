@@ -6,6 +6,8 @@ one in-process worker; with `--dynamodb-endpoint` a pool of worker processes ser
 
 from __future__ import annotations
 
+import hmac
+import importlib
 import json
 import logging
 import os
@@ -14,6 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -21,20 +24,35 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from quotaflow.config import Settings
+from quotaflow.ledger.periods import parse_iso
 
 BODY_READ_MAX = 1024 * 1024  # the API refuses bodies over 64 KiB with 413; past this the server stops reading
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+# The scheduled functions `serve` runs on timers and on POST /_local/run/{job}: name -> (module, seconds between runs)
+JOBS: dict[str, tuple[str, float]] = {
+    "sweeper": ("quotaflow.handlers.sweeper", 5.0),
+}
+
+
+def run_job(name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Call a scheduled function's handler in this process (its runtime is bound like the API's)."""
+    from quotaflow.local.events import LocalContext
+
+    module = importlib.import_module(JOBS[name][0])
+    report: dict[str, Any] = module.handler(event, cast(LambdaContext, LocalContext(function_name=f"quotaflow-{name}")))
+    return report
 
 
 def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
-    from quotaflow.handlers import api, http
+    from quotaflow.handlers import api
+    from quotaflow.handlers.runtime import Runtime, bind
     from quotaflow.local.events import LocalContext
     from quotaflow.store.connect import connect
     from quotaflow.store.table import Store
 
     store = Store(client, settings.table_name) if client is not None else connect(settings)
     store.create_table()
-    http.bind(http.Runtime(store=store, settings=settings))
+    bind(Runtime(store=store, settings=settings))
     return lambda event: api.handler(event, cast(LambdaContext, LocalContext()))
 
 
@@ -51,6 +69,10 @@ class InProcess:
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             return self._invoke(event)
+
+    def job(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return run_job(name, event)
 
     def close(self) -> None:
         if self._on_close is not None:
@@ -82,6 +104,9 @@ class WorkerPool:
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         return self._pool.submit(_worker_call, event).result()
 
+    def job(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        return run_job(name, event)  # the parent process is bound to the same table, and DynamoDB is concurrent
+
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
 
@@ -105,7 +130,45 @@ def start_embedded_dynamodb() -> tuple[Any, Callable[[], None]]:
     return boto3.client("dynamodb", region_name="us-east-1", config=CLIENT_CONFIG), mock.stop
 
 
-def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
+def _json(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+
+
+def _error(status: int, code: str, message: str, **details: Any) -> dict[str, Any]:
+    return _json(status, {"error": {"code": code, "message": message, "details": details}})
+
+
+def local_route(
+    functions: InProcess | WorkerPool,
+    admin_key: str,
+    method: str,
+    path: str,
+    authorization: str | None,
+    body: bytes | None,
+) -> dict[str, Any]:
+    """`POST /_local/run/{job}` with an optional `{"now": "<ISO time>"}`: run a scheduled function at once, as if
+    the clock read `now`. Admin key only; `serve` only (not routed in AWS)."""
+    from quotaflow.local.events import scheduled_event
+
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        return _error(401, "unauthenticated", "send Authorization: Bearer <admin key>")
+    if not hmac.compare_digest(key.strip().encode(), admin_key.encode()):
+        return _error(403, "forbidden", "only the admin key may run local jobs")
+    job = path.removeprefix("/_local/run/")
+    if method != "POST" or not path.startswith("/_local/run/") or job not in JOBS:
+        return _error(404, "not_found", f"local routes: POST /_local/run/{{{'|'.join(JOBS)}}}")
+    try:
+        options = json.loads(body) if body else {}
+        if not isinstance(options, dict) or set(options) - {"now"}:
+            raise ValueError("only the field now is accepted")
+        now = parse_iso(options["now"]) if options.get("now") else datetime.now(UTC)
+    except (ValueError, TypeError) as bad:
+        return _error(400, "invalid_request", f'body must be {{"now": "<ISO time>"}}: {bad}', field="now")
+    return _json(200, functions.job(job, scheduled_event(job, now)))
+
+
+def _handler_class(functions: InProcess | WorkerPool, admin_key: str) -> type[BaseHTTPRequestHandler]:
     from quotaflow.local.events import http_event
 
     class Handler(BaseHTTPRequestHandler):
@@ -128,6 +191,11 @@ def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
                 return
             body = self.rfile.read(length) if length else None
             parts = urlsplit(self.path)
+            if parts.path.startswith("/_local/"):
+                self._reply(
+                    local_route(functions, admin_key, self.command, parts.path, self.headers.get("Authorization"), body)
+                )
+                return
             event = http_event(
                 self.command,
                 parts.path,
@@ -137,7 +205,7 @@ def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
                 source_ip=self.client_address[0],
             )
             try:
-                response = invoke(event)
+                response = functions(event)
             except Exception:  # a bug in the function: answer like API Gateway does, keep serving
                 logging.getLogger("quotaflow.serve").exception("the API function failed")
                 response = {
@@ -167,11 +235,41 @@ def _handler_class(invoke: Invoke) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class Timers:
+    """Each scheduled function on its own timer, with the real clock, as EventBridge would call it."""
+
+    def __init__(self, functions: InProcess | WorkerPool) -> None:
+        self.functions = functions
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name, (_, interval_s) in JOBS.items():
+            thread = threading.Thread(target=self._every, args=(name, interval_s), name=f"timer-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _every(self, name: str, interval_s: float) -> None:
+        from quotaflow.local.events import scheduled_event
+
+        while not self.stopping.wait(interval_s):
+            try:
+                self.functions.job(name, scheduled_event(name, datetime.now(UTC)))
+            except Exception:  # keep the timer alive; the function logged what went wrong
+                logging.getLogger("quotaflow.serve").exception("scheduled %s failed", name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
 @dataclass
 class LocalServer:
     httpd: ThreadingHTTPServer
     invoke: InProcess | WorkerPool
     admin_key: str
+    timers: Timers | None = None
 
     @property
     def url(self) -> str:
@@ -179,6 +277,8 @@ class LocalServer:
         return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def serve_forever(self) -> None:
+        if self.timers is not None and not self.timers.threads:
+            self.timers.start()
         self.httpd.serve_forever(poll_interval=0.2)
 
     def start_in_thread(self) -> threading.Thread:
@@ -187,6 +287,8 @@ class LocalServer:
         return thread
 
     def close(self) -> None:
+        if self.timers is not None:
+            self.timers.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.invoke.close()
@@ -200,6 +302,7 @@ def build_server(
     table_name: str = "quotaflow",
     admin_key: str | None = None,
     workers: int = 4,
+    timers: bool = False,
 ) -> LocalServer:
     """Create the table if missing, bind the API, listen. The port answers only once all of that is done."""
     admin_key = admin_key or os.environ.get("QUOTAFLOW_ADMIN_KEY") or "qf_admin_" + secrets.token_urlsafe(24)
@@ -212,6 +315,6 @@ def build_server(
         invoke = InProcess(settings)
     else:
         invoke = WorkerPool(settings, workers)
-    httpd = ThreadingHTTPServer((host, port), _handler_class(invoke))
+    httpd = ThreadingHTTPServer((host, port), _handler_class(invoke, admin_key))
     httpd.daemon_threads = True
-    return LocalServer(httpd, invoke, admin_key)
+    return LocalServer(httpd, invoke, admin_key, Timers(invoke) if timers else None)

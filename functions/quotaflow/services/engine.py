@@ -41,8 +41,13 @@ def write(
     claim: IdempotencyClaim | None,
     body: dict[str, Any],
     on_cancel: OnCancel | None = None,
+    reclaim: Callable[[], int] | None = None,
 ) -> None:
-    """Commit `build(limits)` as one transaction, retrying on stale counters and conflicts (bounded)."""
+    """Commit `build(limits)` as one transaction, retrying on stale counters and conflicts (bounded).
+
+    `reclaim`, when given, is tried once when a hard meter lacks room: it expires the user's overdue
+    reservations and says how many; if any came back, the write is tried again before answering 402."""
+    reclaimable = reclaim is not None
     for attempt in range(WRITE_ATTEMPTS_MAX):
         limits = current_limits(scope, user_id)
         change = build(limits)
@@ -59,7 +64,13 @@ def write(
             replay_if_taken(claim, cancelled)
             if on_cancel is not None:
                 on_cancel(cancelled)
-            stale = _refused_postings(cancelled, change.postings, limits)
+            try:
+                stale = _refused_postings(cancelled, change.postings, limits)
+            except InsufficientQuota:
+                if not reclaimable or reclaim is None or reclaim() == 0:
+                    raise
+                reclaimable = False
+                continue
             if stale:
                 prepare(scope, user_id, stale)
             elif cancelled.conflicted or not cancelled.reasons:

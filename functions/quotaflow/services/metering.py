@@ -34,6 +34,7 @@ from quotaflow.store.table import Transaction, TransactionCancelled
 
 TTL_GRACE = timedelta(hours=1)  # DynamoDB TTL removes a reservation item this long after it expired
 RESERVATION_TAG = "reservation"
+RECLAIM_PER_WRITE_MAX = 10  # overdue reservations a refused reserve or event expires inline before retrying
 
 
 def _limit(limits: UserLimits, meter: str, field: str, *, ending: bool = False) -> EffectiveLimit:
@@ -86,7 +87,14 @@ def reserve(
             ),
         )
 
-    engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
+    engine.write(
+        scope,
+        user_id,
+        build,
+        claim=claim,
+        body=view.model_dump(mode="json"),
+        reclaim=lambda: reclaim_overdue(scope, user_id),
+    )
     scope.cache.reservations.put((scope.tenant_id, reservation.reservation_id), reservation)
     return view
 
@@ -141,6 +149,58 @@ def expire(scope: Scope, reservation: Reservation) -> bool:
     return True
 
 
+TOMBSTONE_KEEP = timedelta(days=7)
+TOMBSTONE_TAG = "tombstone"
+
+
+def reap_deleted(scope: Scope, reservation: Reservation) -> bool:
+    """Refund a pending reservation that DynamoDB TTL deleted before anything expired it. The item is gone, so
+    the guard is a tombstone in its place, written in the same transaction: a retried stream batch, the
+    sweeper or a late commit find no pending reservation and do nothing. True if this call refunded it."""
+    tombstone = {
+        **keys.reservation(scope.tenant_id, reservation.reservation_id),
+        "reservation_id": reservation.reservation_id,
+        "user_id": reservation.user_id,
+        "lines": items.lines_to(reservation.lines),
+        "status": "expired",
+        "created_at": iso(reservation.created_at),
+        "expires_at": iso(reservation.expires_at),
+        "ended_at": iso(scope.now),
+        "ttl": int((scope.now + TOMBSTONE_KEEP).timestamp()),
+    }
+    settlement = release(reservation.lines)
+
+    def build(limits: UserLimits) -> engine.Change:
+        changes = [(c.meter, c.delta, c.guard) for c in settlement.changes]
+        return engine.Change(
+            _postings(limits, "expire", changes, scope, ending=True),
+            reservation.reservation_id,
+            extra=lambda tx: tx.put(TOMBSTONE_TAG, tombstone, condition="attribute_not_exists(pk)"),
+        )
+
+    def on_cancel(cancelled: TransactionCancelled) -> None:
+        if cancelled.failed(TOMBSTONE_TAG):
+            raise ReservationNotPending("the reservation was already ended", status="expired")
+
+    try:
+        engine.write(scope, reservation.user_id, build, claim=None, body={}, on_cancel=on_cancel)
+    except ReservationNotPending:
+        return False
+    return True
+
+
+def reclaim_overdue(scope: Scope, user_id: str) -> int:
+    """Lazy expiry: expire up to RECLAIM_PER_WRITE_MAX of the user's overdue reservations; how many this did."""
+    page = scope.store.query(
+        keys.user_partition(scope.tenant_id, user_id),
+        "",
+        index=keys.GSI_USER_HOLDS,
+        sk_below=f"{iso(scope.now)}#~",
+        limit=RECLAIM_PER_WRITE_MAX,
+    )
+    return sum(expire(scope, items.reservation_from(item)) for item in page.items)
+
+
 def _pending(scope: Scope, reservation_id: str) -> Reservation:
     """The reservation, if it may still end by commit or release. An overdue one is expired on the spot.
 
@@ -186,7 +246,8 @@ def _end(
                 key,
                 "SET #status = :status, ended_at = :now"
                 + "".join(f", {k} = :{k}" for k in settled)
-                + " REMOVE gsi2pk, gsi2sk",
+                + " REMOVE "
+                + ", ".join(keys.RESERVATION_INDEX_ATTRIBUTES),
                 condition=f"#status = :pending AND {time_guard}",
                 names={"#status": "status"},
                 values={
@@ -204,6 +265,8 @@ def _end(
     def on_cancel(cancelled: TransactionCancelled) -> None:
         for reason in cancelled.failed(RESERVATION_TAG):
             now_status = (reason.item or {}).get("status", "pending")
+            if now_status == "expired" and not expiring:
+                raise ReservationExpired(f"reservation {reservation.reservation_id} expired")
             if now_status != "pending":
                 raise ReservationNotPending(
                     f"reservation {reservation.reservation_id} is already {now_status}", status=now_status
@@ -231,7 +294,14 @@ def track(
         changes = [(line.meter, Delta(used=line.amount), Guard.ROOM_IF_HARD) for line in lines]
         return engine.Change(_postings(limits, "event", changes, scope), view.event_id, properties)
 
-    engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
+    engine.write(
+        scope,
+        user_id,
+        build,
+        claim=claim,
+        body=view.model_dump(mode="json"),
+        reclaim=lambda: reclaim_overdue(scope, user_id),
+    )
     return view
 
 

@@ -13,7 +13,10 @@
     T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
 
 GSI1 (gsi1pk, gsi1sk) = (T#<tenant>#PLAN#<plan_id>, <user>) on subscriptions: a plan's subscribers.
-GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>, <expires_at>#<tenant>#<reservation>) on pending reservations only.
+GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>, <expires_at>#<tenant>#<reservation>) on pending reservations only:
+the sweeper's view of what is overdue, across tenants.
+GSI3 (gsi3pk, gsi3sk) = (T#<tenant>#U#<user>, <expires_at>#<reservation>) on pending reservations only: one user's
+holds, for the lazy reclaim on a refused reserve.
 Ids never contain '#': the API admits only [A-Za-z0-9_.:@-].
 """
 
@@ -25,6 +28,8 @@ Key = dict[str, str]
 
 GSI_PLAN_SUBSCRIBERS = "gsi1"
 GSI_EXPIRY = "gsi2"
+GSI_USER_HOLDS = "gsi3"
+RESERVATION_INDEX_ATTRIBUTES = ("gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")  # removed when a reservation ends
 
 USER_CURRENT_PREFIX = "S#"  # subscription and current counters: one Query is the whole usage picture
 COUNTER_CURRENT_PREFIX = "S#CTR#"
@@ -84,6 +89,9 @@ def idempotency(tenant_id: str, idempotency_key: str) -> Key:
 
 def plan_subscribers(tenant_id: str, plan_id: str) -> str:
     return f"T#{tenant_id}#PLAN#{plan_id}"
+
+
+SWEEPER_STATE = {"pk": "SWEEPER", "sk": "STATE"}  # the last expiry minute fully swept
 
 
 def expiry_bucket(expires_at_iso: str) -> str:

@@ -231,8 +231,10 @@ class Store:
         cursor: str | None = None,
         newest_first: bool = False,
         index: str | None = None,
+        sk_below: str | None = None,
     ) -> Page:
-        """One page of a partition, sk beginning with `sk_prefix` (on GSIs: the index's own keys)."""
+        """One page of a partition, sk beginning with `sk_prefix`, or sorting below `sk_below` (on GSIs: the
+        index's own keys)."""
         pk_name, sk_name = (f"{index}pk", f"{index}sk") if index else ("pk", "sk")
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
@@ -246,6 +248,10 @@ class Store:
             kwargs["KeyConditionExpression"] += " AND begins_with(#sk, :prefix)"
             kwargs["ExpressionAttributeNames"]["#sk"] = sk_name
             kwargs["ExpressionAttributeValues"][":prefix"] = {"S": sk_prefix}
+        elif sk_below is not None:
+            kwargs["KeyConditionExpression"] += " AND #sk < :below"
+            kwargs["ExpressionAttributeNames"]["#sk"] = sk_name
+            kwargs["ExpressionAttributeValues"][":below"] = {"S": sk_below}
         if index:
             kwargs["IndexName"] = index
         else:
@@ -292,7 +298,8 @@ class Store:
         except ClientError as error:
             if error.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-        string_keys = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
+        indexes = ("gsi1", "gsi2", "gsi3")
+        string_keys = ["pk", "sk", *(f"{index}{part}" for index in indexes for part in ("pk", "sk"))]
         self.client.create_table(
             TableName=self.table_name,
             BillingMode="PAY_PER_REQUEST",
@@ -310,7 +317,7 @@ class Store:
                     ],
                     "Projection": {"ProjectionType": "ALL"},
                 }
-                for index in ("gsi1", "gsi2")
+                for index in indexes
             ],
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )

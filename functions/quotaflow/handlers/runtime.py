@@ -1,0 +1,40 @@
+"""What each function holds across invocations of one container: settings, the store, caches, a clock.
+Built once from the environment on the first invocation (never at import), or bound by tests and `serve`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from quotaflow.config import Settings
+from quotaflow.services.scope import ContainerCache
+from quotaflow.services.tenants import KeyCache
+from quotaflow.store.connect import connect, read_admin_key
+from quotaflow.store.table import Store
+
+
+@dataclass
+class Runtime:
+    store: Store
+    settings: Settings
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    cache: ContainerCache = field(default_factory=ContainerCache)
+    key_cache: KeyCache = field(default_factory=KeyCache)
+
+
+_runtime: Runtime | None = None
+
+
+def bind(bound: Runtime) -> None:
+    """Point every function of this process at a store (tests, `quotaflow serve`)."""
+    global _runtime
+    _runtime = bound
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        settings = read_admin_key(Settings.from_env())
+        _runtime = Runtime(store=connect(settings), settings=settings)
+    return _runtime

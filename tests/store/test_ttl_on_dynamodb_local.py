@@ -1,0 +1,95 @@
+"""End to end on DynamoDB Local, which really deletes expired TTL items: a pending reservation whose TTL has
+passed disappears, its stream record reaches the reaper, and the hold comes back exactly once.
+
+DynamoDB Local's record for a TTL deletion carries eventName "UNKNOWN_TO_SDK_VERSION" and no userIdentity,
+where AWS sends REMOVE by the DynamoDB service principal; the test rewrites those two fields as AWS sends them
+(the shape of the AWS record is pinned by events/stream/)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from quotaflow.config import Settings
+from quotaflow.handlers import reaper
+from quotaflow.handlers.runtime import Runtime, bind
+from quotaflow.local.events import LocalContext
+from quotaflow.services import metering
+from quotaflow.store import keys
+from quotaflow.store.table import Store, to_item
+from tests.conftest import Clock
+from tests.store.helpers import PAYGO, Tenant, lines
+from tests.support.ddb_local import DynamoDBLocal
+
+pytestmark = pytest.mark.integration
+DELETION_WAIT_S = 45.0
+
+
+def stream_records(ddb_local: DynamoDBLocal, store: Store) -> list[dict[str, Any]]:
+    client = boto3.client(
+        "dynamodbstreams",
+        endpoint_url=ddb_local.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    arn = store.client.describe_table(TableName=store.table_name)["Table"]["LatestStreamArn"]
+    records: list[dict[str, Any]] = []
+    for shard in client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = client.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        for _ in range(20):
+            page = client.get_records(ShardIterator=iterator, Limit=1000)
+            records += page["Records"]
+            iterator = page.get("NextShardIterator")
+            if not iterator or not page["Records"]:
+                break
+    return records
+
+
+def as_aws_ttl_removal(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **record,
+        "eventName": "REMOVE",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:000000000000:table/t",
+        "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+    }
+
+
+def test_a_ttl_deletion_on_dynamodb_local_reaches_the_reaper(
+    ddb_local: DynamoDBLocal, ddb_store: Store, clock: Clock
+) -> None:
+    tenant = Tenant(ddb_store, clock)
+    tenant.subscribe("u1", PAYGO, tokens=10_000)
+    held = metering.reserve(tenant.scope, "u1", lines(tokens=4000), 60, None)
+    key = keys.reservation("acme", held.reservation_id)
+    ddb_store.client.update_item(  # expire it now rather than after the hour of grace
+        TableName=ddb_store.table_name,
+        Key=to_item(key),
+        UpdateExpression="SET #ttl = :past",
+        ExpressionAttributeNames={"#ttl": "ttl"},
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 5)}},
+    )
+    deadline = time.monotonic() + DELETION_WAIT_S
+    while ddb_store.get(key) is not None:
+        assert time.monotonic() < deadline, "DynamoDB Local did not delete the expired item"
+        time.sleep(0.5)
+    removals = [
+        r
+        for r in stream_records(ddb_local, ddb_store)
+        if r["dynamodb"]["Keys"]["pk"]["S"] == key["pk"] and "NewImage" not in r["dynamodb"]
+    ]
+    assert len(removals) == 1 and removals[0]["eventName"] not in ("INSERT", "MODIFY")
+    assert "userIdentity" not in removals[0], "DynamoDB Local does not mark TTL deletions (see module doc)"
+    bind(Runtime(store=ddb_store, settings=Settings(), clock=clock))
+    event = {"Records": [as_aws_ttl_removal(removals[0])] * 2}  # delivered twice, as a retried batch would
+    context = cast(LambdaContext, LocalContext())
+    assert reaper.handler(event, context) == {"batchItemFailures": []}
+    counter = tenant.counter("u1", "tokens")
+    assert (counter["reserved"], counter["remaining"]) == (0, 10_000)
+    tenant.assert_verified()
