@@ -134,10 +134,9 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("Api", f"{HANDLER_PACKAGE}.api.handler", Bundle.SERVER, HttpRoute("ANY", API_PATH), access=frozenset({Access.TABLE, Access.ADMIN_KEY}), timeout_s=10),  # noqa: E501
     # enable when functions/quotaflow/handlers/stripe_webhook.py exists
     FunctionSpec("StripeWebhook", f"{HANDLER_PACKAGE}.stripe_webhook.handler", Bundle.STRIPE, HttpRoute("POST", STRIPE_WEBHOOK_PATH), timeout_s=10, enabled=False),  # noqa: E501
-    # enable when functions/quotaflow/handlers/sweeper.py exists; a failed minute is redone by the next, so no retries
-    FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,), enabled=False),  # noqa: E501
-    # enable when functions/quotaflow/handlers/reaper.py exists
-    FunctionSpec("Reaper", f"{HANDLER_PACKAGE}.reaper.handler", Bundle.SERVER, TableStream(filters=(TTL_REMOVALS,), from_oldest=True), retry_attempts=5, enabled=False),  # noqa: E501
+    # a failed minute is redone by the next, so no retries
+    FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,)),  # noqa: E501
+    FunctionSpec("Reaper", f"{HANDLER_PACKAGE}.reaper.handler", Bundle.SERVER, TableStream(filters=(TTL_REMOVALS,), from_oldest=True), retry_attempts=5),  # noqa: E501
     # enable when functions/quotaflow/handlers/billing_export.py exists; one run at a time keeps Stripe's limits
     FunctionSpec("BillingExport", f"{HANDLER_PACKAGE}.billing_export.handler", Bundle.STRIPE, Every(minutes=60), timeout_s=300, reserved_concurrency=1, alarms=(EXPORT_FAILURES,), enabled=False),  # noqa: E501
     # enable when functions/quotaflow/handlers/notifier.py exists
