@@ -176,3 +176,20 @@ def test_commit_retried_with_its_key_replays(qf: Api) -> None:
 def test_bad_idempotency_keys_are_400(qf: Api, key: str) -> None:
     refused = qf("POST", "/v1/events", {"user_id": "u1", "lines": tokens(1)}, headers={"Idempotency-Key": key})
     assert (refused.status, refused.body["error"]["details"]["field"]) == (400, "Idempotency-Key")
+
+
+def test_a_body_that_is_not_utf8_is_400_not_a_crash(qf: Api) -> None:
+    """Found by schemathesis: API Gateway base64-encodes such bodies and the resolver failed decoding them."""
+    from quotaflow.handlers import api
+    from quotaflow.local.events import LocalContext, http_event
+
+    event = http_event(
+        "POST",
+        "/v1/events",
+        headers={"Authorization": f"Bearer {qf.key}", "Content-Type": "application/json"},
+        body=b"\xbe\xef{",
+    )
+    assert event["isBase64Encoded"] is True
+    response = api.handler(event, LocalContext())
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["details"] == {"field": "body"}

@@ -23,6 +23,7 @@ from quotaflow.handlers.http import (
     path_id,
     preflight,
     tenant_scope,
+    undecodable_body,
 )
 from quotaflow.handlers.runtime import runtime
 from quotaflow.ledger.amounts import Line
@@ -54,7 +55,7 @@ LEDGER_PAGE_MAX = 200
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.perf_counter()
-    response = app.resolve(event, context)
+    response = undecodable_body(event) or app.resolve(event, context)
     http = event.get("requestContext", {}).get("http", {})
     logger.info(
         "request",
@@ -83,19 +84,60 @@ def health() -> dict[str, bool]:
 
 
 _openapi_document: dict[str, Any] = {}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+ERROR_STATUSES = {
+    "400": "invalid_request (details.field names the field)",
+    "401": "unauthenticated",
+    "402": "insufficient_quota (details: meter, requested, available)",
+    "403": "forbidden",
+    "404": "not_found",
+    "409": "reservation_not_pending, reservation_expired, idempotency_key_reused or conflict",
+    "413": "payload_too_large",
+    "429": "throttled (Retry-After)",
+    "503": "unavailable (Retry-After)",
+}
+
+
+def _document() -> dict[str, Any]:
+    """The generated OpenAPI document, with the error responses this API really gives (Powertools documents a
+    422 for validation errors; this API answers 400 in its own error shape)."""
+    document: dict[str, Any] = app.get_openapi_schema(
+        title="quotaflow",
+        version=__version__,
+        description="Usage metering and credits for AI apps: reserve, commit, release; usage; plans.",
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    document.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if "201" in responses:
+                responses.pop("200", None)
+            for status, description in ERROR_STATUSES.items():
+                responses[status] = {"description": description, "content": error}
+    return document
 
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 @access("public")
 def openapi() -> dict[str, Any]:
     if not _openapi_document:
-        _openapi_document.update(
-            app.get_openapi_schema(
-                title="quotaflow",
-                version=__version__,
-                description="Usage metering and credits for AI apps: reserve, commit, release; usage; plans.",
-            ).model_dump(mode="json", by_alias=True, exclude_none=True)
-        )
+        _openapi_document.update(_document())
     return _openapi_document
 
 
@@ -296,6 +338,14 @@ def verify(body: Annotated[schemas.VerifyBody, Body()]) -> VerifyView:
 @access("secret")
 def user_token(body: Annotated[schemas.UserTokenBody, Body()]) -> Response[schemas.UserTokenView]:
     scope = tenant_scope()
-    secret = tokens.signing_secret(scope.store, scope.tenant_id)
+    secret = tokens.signing_secrets(scope.store, scope.tenant_id).current
     token, expires_at = tokens.mint(secret, scope.tenant_id, body.user_id, scope.now, body.ttl_seconds)
     return _created(schemas.UserTokenView(token=token, expires_at=expires_at))
+
+
+@app.post("/v1/user-tokens/rotate-secret")
+@access("secret")
+def rotate_user_token_secret() -> dict[str, str]:
+    """New tokens are signed with a new secret; tokens already handed out keep working until they expire."""
+    scope = tenant_scope()
+    return {"rotated_at": tokens.rotate(scope.store, scope.tenant_id, scope.now)}

@@ -3,6 +3,8 @@ domain errors to HTTP responses (`error_response`)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -120,11 +122,27 @@ def preflight(level: Access, user_id: str | None) -> Principal | None:
         token = header("x-quotaflow-user-token")
         if not token:
             raise errors.Unauthenticated("publishable keys need an X-Quotaflow-User-Token header")
-        secret = tokens.signing_secret(runtime().store, principal.tenant_id)
-        tokens.check(secret, token, principal.tenant_id, unquote(user_id), runtime().clock())
+        _check_user_token(principal.tenant_id, token, unquote(user_id))
     _require_json()
     app.append_context(principal=principal, idempotency_scope=principal.tenant_id)
     return principal
+
+
+def _check_user_token(tenant_id: str, token: str, user_id: str) -> None:
+    """Verify with this container's cached secrets; a mismatch reads them again once (a rotation elsewhere)."""
+    bound = runtime()
+    now = bound.clock()
+    cache_key = (tenant_id, "token_secrets")
+    cached = bound.key_cache.token_secrets.get(cache_key)
+    if cached is not None:
+        try:
+            tokens.check(cached.accepted(now), token, tenant_id, user_id, now)
+            return
+        except errors.Unauthenticated:
+            pass
+    fresh = tokens.signing_secrets(bound.store, tenant_id)
+    bound.key_cache.token_secrets.put(cache_key, fresh)
+    tokens.check(fresh.accepted(now), token, tenant_id, user_id, now)
 
 
 def _require_json() -> None:
@@ -163,6 +181,22 @@ def idempotency_claim(success_status: int) -> IdempotencyClaim | None:
     claim = IdempotencyClaim(key, digest, success_status)
     app.append_context(claim=claim)
     return claim
+
+
+def undecodable_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A base64 body that is not UTF-8 never reaches the resolver (it would fail decoding it): 400 instead."""
+    if not event.get("isBase64Encoded") or not event.get("body"):
+        return None
+    try:
+        base64.b64decode(event["body"], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        error = errors.InvalidRequest("the body must be UTF-8 JSON", field="body")
+        return {
+            "statusCode": 400,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(_error_body(error), separators=(",", ":")),
+        }
+    return None
 
 
 # --- errors: the one map from domain errors to HTTP ------------------------------------------------------

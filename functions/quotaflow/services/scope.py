@@ -35,7 +35,7 @@ class UserLimits:
     stored: bool  # False: a default-plan user whose subscription item is not written yet
 
 
-class _Expiring(Generic[V]):
+class Expiring(Generic[V]):
     """A bounded map whose entries expire; when full, the oldest entry goes."""
 
     def __init__(self, seconds: float, entries_max: int) -> None:
@@ -67,11 +67,11 @@ class ContainerCache:
     Users' limits: a stale entry costs one failed condition and a reload, never a wrong balance. Reservations
     made here: their holds never change, and whether they are still pending is the transaction's condition."""
 
-    limits: _Expiring[UserLimits] = field(
-        default_factory=lambda: _Expiring(LIMITS_CACHE_SECONDS, LIMITS_CACHE_ENTRIES_MAX)
+    limits: Expiring[UserLimits] = field(
+        default_factory=lambda: Expiring(LIMITS_CACHE_SECONDS, LIMITS_CACHE_ENTRIES_MAX)
     )
-    reservations: _Expiring[Reservation] = field(
-        default_factory=lambda: _Expiring(RESERVATION_TTL_SECONDS_MAX, RESERVATIONS_CACHED_MAX)
+    reservations: Expiring[Reservation] = field(
+        default_factory=lambda: Expiring(RESERVATION_TTL_SECONDS_MAX, RESERVATIONS_CACHED_MAX)
     )
 
 

@@ -14,8 +14,8 @@ from typing import Literal
 from quotaflow.ledger.errors import Conflict, NotFound, Unauthenticated, Unavailable
 from quotaflow.ledger.periods import iso
 from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_if_taken
-from quotaflow.services.scope import Scope
-from quotaflow.services.tokens import new_signing_secret
+from quotaflow.services.scope import Expiring, Scope
+from quotaflow.services.tokens import SigningSecrets, new_signing_secret
 from quotaflow.services.views import KeyCreatedView, TenantCreatedView
 from quotaflow.store import keys
 from quotaflow.store.table import Store, Transaction, TransactionCancelled
@@ -37,8 +37,13 @@ class Principal:
 
 @dataclass
 class KeyCache:
+    """API keys and browser-token secrets this container has checked recently (KEY_CACHE_SECONDS)."""
+
     entries: dict[str, tuple[float, Principal]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    token_secrets: Expiring[SigningSecrets] = field(
+        default_factory=lambda: Expiring(KEY_CACHE_SECONDS, KEY_CACHE_ENTRIES_MAX)
+    )
 
     def get(self, key_hash: str) -> Principal | None:
         hit = self.entries.get(key_hash)
