@@ -5,8 +5,10 @@ the response. Errors become HTTP in `http.error_response`, nowhere else."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -26,10 +28,12 @@ from quotaflow.handlers.http import (
     undecodable_body,
 )
 from quotaflow.handlers.runtime import runtime
+from quotaflow.ledger import errors
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
+from quotaflow.ledger.prices import MODEL_PATTERN, Price, PriceBody, TokenCounts
 from quotaflow.observability import logger
-from quotaflow.services import audit, metering, plans, tenants, tokens, users
+from quotaflow.services import audit, metering, plans, pricing, tenants, tokens, users
 from quotaflow.services.views import (
     CanUseLinesView,
     CanUseView,
@@ -262,7 +266,10 @@ def reserve(body: Annotated[schemas.ReserveBody, Body()]) -> Response[Reservatio
 @access("secret")
 def commit(reservation_id: str, body: Annotated[schemas.CommitBody, Body()]) -> CommitView:
     scope = tenant_scope()
-    return metering.commit(scope, path_id(reservation_id, "reservation_id"), body.lines, idempotency_claim(200))
+    rid = path_id(reservation_id, "reservation_id")
+    lines, priced = pricing.resolve_lines(scope, _priced(body.lines))
+    properties = {"pricing": priced} if priced else None
+    return metering.commit(scope, rid, lines, idempotency_claim(200), properties)
 
 
 @app.post("/v1/reservations/<reservation_id>/release")
@@ -290,7 +297,18 @@ def get_reservation(reservation_id: str) -> ReservationView:
 @access("secret")
 def track(body: Annotated[schemas.EventBody, Body()]) -> Response[EventView]:
     scope = tenant_scope()
-    return _created(metering.track(scope, body.user_id, body.lines, body.properties or None, idempotency_claim(201)))
+    lines, priced = pricing.resolve_lines(scope, _priced(body.lines))
+    properties = {**body.properties, **({"pricing": priced} if priced else {})}
+    return _created(metering.track(scope, body.user_id, lines, properties or None, idempotency_claim(201)))
+
+
+def _priced(lines: list[schemas.UsageLine]) -> list[pricing.PricedLine]:
+    return [
+        pricing.PricedLine(
+            meter=line.meter, amount=line.amount, from_model=line.from_model.model_dump() if line.from_model else None
+        )
+        for line in lines
+    ]
 
 
 @app.post(
@@ -349,3 +367,63 @@ def rotate_user_token_secret() -> dict[str, str]:
     """New tokens are signed with a new secret; tokens already handed out keep working until they expire."""
     scope = tenant_scope()
     return {"rotated_at": tokens.rotate(scope.store, scope.tenant_id, scope.now)}
+
+
+# --- prices and quotes -----------------------------------------------------------------------------------
+
+
+@app.put("/v1/prices/<model>")
+@access("secret")
+def put_price(model: str, body: Annotated[PriceBody, Body()]) -> Price:
+    scope = tenant_scope()
+    return pricing.put_price(scope, _model(model), body)
+
+
+@app.get("/v1/prices/<model>")
+@access("secret")
+def get_price(model: str) -> pricing.PriceHistoryView:
+    scope = tenant_scope()
+    return pricing.price_history(scope, _model(model))
+
+
+@app.get("/v1/prices")
+@access("secret")
+def list_prices() -> dict[str, list[Price]]:
+    return {"prices": pricing.list_prices(tenant_scope())}
+
+
+@app.post("/v1/quote")
+@access("secret")
+def quote(body: Annotated[schemas.QuoteBody, Body()]) -> pricing.QuoteView:
+    """What a call will cost at most: input tokens plus the output cap, at the model's current price."""
+    scope = tenant_scope()
+    if body.lines is not None:
+        runs = [
+            (
+                run.model,
+                _estimate(
+                    run.input_tokens,
+                    run.cached_input_tokens,
+                    run.max_output_tokens if run.max_output_tokens is not None else run.output_tokens,
+                ),
+            )
+            for run in body.lines
+        ]
+    else:
+        runs = [(body.model or "", _estimate(body.input_tokens, body.cached_input_tokens, body.max_output_tokens))]
+    return pricing.quote(scope, runs)
+
+
+def _output_cap(run: schemas.QuoteRun) -> int:
+    return run.max_output_tokens if run.max_output_tokens is not None else run.output_tokens
+
+
+def _estimate(input_tokens: int, cached_input_tokens: int, output_tokens: int) -> TokenCounts:
+    return TokenCounts(input_tokens=input_tokens, cached_input_tokens=cached_input_tokens, output_tokens=output_tokens)
+
+
+def _model(raw: str) -> str:
+    value = unquote(raw)
+    if not re.fullmatch(MODEL_PATTERN, value):
+        raise errors.InvalidRequest(f"model must match {MODEL_PATTERN}", field="model")
+    return value

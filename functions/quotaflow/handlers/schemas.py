@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from quotaflow.ledger.amounts import Amount, EntityId, Line, Lines, MeterKey, unique_meters
+from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
 from quotaflow.ledger.plans import Label, Limit, LimitOverride, StripePlanSettings
+from quotaflow.ledger.prices import ModelName
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
 
 PROPERTIES_MAX = 32
@@ -70,15 +71,64 @@ class ReserveBody(Lines):
     ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=TTL_SECONDS_MAX)] = TTL_SECONDS_DEFAULT
 
 
-class CommitBody(Body):
-    lines: list[Line] = Field(default=[], max_length=20)
+class FromModel(Body):
+    """Token counts of one model call, priced by the server with the model's current price."""
+
+    model: ModelName
+    input_tokens: Amount = 0
+    output_tokens: Amount = 0
+    cached_input_tokens: Amount = 0
+
+
+class UsageLine(Body):
+    """An amount on a meter, or (on `cents`/`millicents`) a model call for the server to price."""
+
+    meter: MeterKey
+    amount: Amount | None = None
+    from_model: FromModel | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> UsageLine:
+        if (self.amount is None) == (self.from_model is None):
+            raise ValueError("give either amount or from_model")
+        return self
+
+
+class UsageLines(Body):
+    lines: list[UsageLine] = Field(min_length=1, max_length=LINES_MAX)
 
     _unique = field_validator("lines")(unique_meters)
 
 
-class EventBody(Lines):
+class CommitBody(Body):
+    lines: list[UsageLine] = Field(default=[], max_length=LINES_MAX)
+
+    _unique = field_validator("lines")(unique_meters)
+
+
+class EventBody(UsageLines):
     user_id: EntityId
     properties: dict[PropertyKey, PropertyValue] = Field(default={}, max_length=PROPERTIES_MAX)
+
+
+class QuoteRun(FromModel):
+    max_output_tokens: Amount | None = None  # a quote's output estimate; output_tokens when it is known
+
+
+class QuoteBody(Body):
+    """One model call (`model`, `input_tokens`, `max_output_tokens`), or `lines` of several."""
+
+    model: ModelName | None = None
+    input_tokens: Amount = 0
+    cached_input_tokens: Amount = 0
+    max_output_tokens: Amount = 0
+    lines: list[QuoteRun] | None = Field(default=None, min_length=1, max_length=LINES_MAX)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> QuoteBody:
+        if (self.model is None) == (self.lines is None):
+            raise ValueError("give either model or lines")
+        return self
 
 
 class RefundBody(Lines):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -25,7 +25,15 @@ class Line(BaseModel):
     amount: Amount
 
 
-def unique_meters(lines: list[Line]) -> list[Line]:
+class HasMeter(Protocol):
+    @property
+    def meter(self) -> str: ...
+
+
+Metered = TypeVar("Metered", bound=HasMeter)
+
+
+def unique_meters(lines: list[Metered]) -> list[Metered]:
     """Each meter at most once in one request."""
     seen: set[str] = set()
     for line in lines:

@@ -117,7 +117,13 @@ def get_reservation(scope: Scope, reservation_id: str) -> Reservation:
     return items.reservation_from(item)
 
 
-def commit(scope: Scope, reservation_id: str, actual: list[Line], claim: IdempotencyClaim | None) -> CommitView:
+def commit(
+    scope: Scope,
+    reservation_id: str,
+    actual: list[Line],
+    claim: IdempotencyClaim | None,
+    properties: dict[str, Any] | None = None,
+) -> CommitView:
     reservation = _pending(scope, reservation_id)
     settlement = settle(reservation.lines, actual)
     view = CommitView(
@@ -127,7 +133,7 @@ def commit(scope: Scope, reservation_id: str, actual: list[Line], claim: Idempot
         refunded=list(settlement.refunded),
         overage=list(settlement.overage),
     )
-    _end(scope, reservation, settlement, "commit", "committed", claim, view.model_dump(mode="json"))
+    _end(scope, reservation, settlement, "commit", "committed", claim, view.model_dump(mode="json"), properties)
     return view
 
 
@@ -227,6 +233,7 @@ def _end(
     status: str,
     claim: IdempotencyClaim | None,
     body: dict[str, Any],
+    properties: dict[str, Any] | None = None,
 ) -> None:
     """End a pending reservation exactly once: the status flip and the counter changes share one transaction
     guarded by `status = pending`, so a racing commit, release or expiry can win only once."""
@@ -259,7 +266,10 @@ def _end(
             )
 
         return engine.Change(
-            _postings(limits, kind, changes, scope, ending=True), reservation.reservation_id, extra=mark_ended
+            _postings(limits, kind, changes, scope, ending=True),
+            reservation.reservation_id,
+            properties,
+            extra=mark_ended,
         )
 
     def on_cancel(cancelled: TransactionCancelled) -> None:

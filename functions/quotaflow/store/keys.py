@@ -4,6 +4,8 @@
     T#<tenant>                  TENANT                   tenant settings
     T#<tenant>                  KEY#<key_id>             an API key's listing (hash, kind)
     T#<tenant>                  PLAN#<plan_id>           a plan
+    T#<tenant>                  PRICE#<model>            a model's current price
+    T#<tenant>#PRICE#<model>    V#<version>              every price version (history)
     APIKEY#<sha256>             APIKEY                   key lookup by hash
     T#<tenant>#U#<user>         S#SUB                    subscription (+ effective limits, limits_version)
     T#<tenant>#U#<user>         S#CTR#<meter>            the meter's current counter
@@ -52,6 +54,18 @@ def api_key(key_hash: str) -> Key:
 
 def plan(tenant_id: str, plan_id: str) -> Key:
     return {"pk": f"T#{tenant_id}", "sk": f"PLAN#{plan_id}"}
+
+
+def price(tenant_id: str, model: str) -> Key:
+    return {"pk": f"T#{tenant_id}", "sk": f"PRICE#{model}"}
+
+
+def prices_prefix(tenant_id: str) -> tuple[str, str]:
+    return f"T#{tenant_id}", "PRICE#"
+
+
+def price_version(tenant_id: str, model: str, version: int) -> Key:
+    return {"pk": f"T#{tenant_id}#PRICE#{model}", "sk": f"V#{version:010d}"}
 
 
 def plans_prefix(tenant_id: str) -> tuple[str, str]:
