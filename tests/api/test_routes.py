@@ -96,10 +96,24 @@ def test_events_refunds_credits_and_the_ledger(qf: Api) -> None:
     assert grant.status == 201 and grant.body["grant_id"].startswith("grt_")
     counter = qf("GET", "/v1/users/u1/usage").body["counters"][1]
     assert (counter["used"], counter["credits"], counter["remaining"]) == (200, 5000, 104800)
+    (listed,) = qf("GET", "/v1/users/u1/credits").body["grants"]
+    assert (listed["grant_id"], listed["amount"], listed["remaining"], listed["expires_at"]) == (
+        grant.body["grant_id"],
+        5000,
+        5000,
+        None,
+    )
+    expiring = qf(
+        "POST", "/v1/users/u1/credits", {"meter": "tokens", "amount": 1, "expires_at": "2026-12-01T00:00:00Z"}
+    )
+    assert expiring.status == 201
+    past = qf("POST", "/v1/users/u1/credits", {"meter": "tokens", "amount": 1, "expires_at": "2026-01-01T00:00:00Z"})
+    assert past.body["error"]["details"] == {"field": "expires_at"}
     page = qf("GET", "/v1/users/u1/ledger", query="limit=2")
-    assert [e["kind"] for e in page.body["entries"]] == ["grant", "refund"]
+    assert [e["kind"] for e in page.body["entries"]] == ["grant", "grant"]
     rest = qf("GET", "/v1/users/u1/ledger", query=f"limit=50&cursor={page.body['next_cursor']}").body
-    assert [e["kind"] for e in rest["entries"]] == ["event", "quota_change"] and rest["next_cursor"] is None
+    assert [e["kind"] for e in rest["entries"]] == ["refund", "event", "quota_change"]
+    assert rest["next_cursor"] is None
 
 
 def test_plans_subscriptions_and_settings(qf: Api) -> None:

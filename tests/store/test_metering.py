@@ -13,7 +13,7 @@ from quotaflow.ledger.errors import (
     ReservationNotPending,
 )
 from quotaflow.ledger.plans import LimitOverride
-from quotaflow.services import audit, metering, plans
+from quotaflow.services import audit, credits, metering, plans
 from quotaflow.store import keys
 from quotaflow.store.table import Store
 from tests.conftest import Clock
@@ -123,7 +123,7 @@ def test_refund_lowers_used_but_never_below_zero(acme: Tenant) -> None:
 def test_credits_add_room_and_survive_the_period(store: Store, clock: Clock) -> None:
     pro = Tenant(store, clock)
     pro.subscribe("u2", MONTHLY)
-    metering.grant_credits(pro.scope, "u2", "tokens", 500, None)
+    credits.grant(pro.scope, "u2", "tokens", 500, None, None)
     metering.track(pro.scope, "u2", lines(tokens=1200), None, None)  # 1000 allowance + 200 of the credits
     counter = pro.counter("u2", "tokens")
     assert (counter["credits"], counter["remaining"]) == (500, 300)
@@ -211,7 +211,7 @@ def test_unknown_meter_is_an_input_error_naming_the_line(acme: Tenant) -> None:
         metering.reserve(acme.scope, "u1", lines(tokens=1, images=1), 60, None)
     assert refused.value.details["field"] == "lines[1].meter"
     with pytest.raises(InvalidRequest) as refused:
-        metering.grant_credits(acme.scope, "u1", "images", 1, None)
+        credits.grant(acme.scope, "u1", "images", 1, None, None)
     assert refused.value.details["field"] == "meter"
 
 

@@ -15,7 +15,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initial
 
 from quotaflow.ledger.errors import Conflict, InsufficientQuota, ReservationExpired, ReservationNotPending
 from quotaflow.ledger.plans import Limit, LimitOverride, Plan
-from quotaflow.services import metering, plans
+from quotaflow.services import credits, metering, plans
 from quotaflow.store.table import Store
 from tests.conftest import Clock
 from tests.store.helpers import Tenant, lines
@@ -164,7 +164,7 @@ class Metering(RuleBasedStateMachine):
 
     @rule(meter=meters, amount=amounts)
     def grant(self, meter: str, amount: int) -> None:
-        metering.grant_credits(self.tenant.scope, "u1", meter, amount, None)
+        credits.grant(self.tenant.scope, "u1", meter, amount, None, None)
         self.counter(meter).credits += amount
 
     @rule(quota=st.integers(min_value=0, max_value=200))

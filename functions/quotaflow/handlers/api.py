@@ -33,7 +33,7 @@ from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
 from quotaflow.ledger.prices import MODEL_PATTERN, Price, PriceBody, TokenCounts
 from quotaflow.observability import logger
-from quotaflow.services import audit, metering, plans, pricing, tenants, tokens, users
+from quotaflow.services import audit, credits, metering, plans, pricing, tenants, tokens, users
 from quotaflow.services.views import (
     CanUseLinesView,
     CanUseView,
@@ -329,7 +329,15 @@ def refund(body: Annotated[schemas.RefundBody, Body()]) -> Response[RefundView]:
 def grant_credits(user_id: str, body: Annotated[schemas.CreditsBody, Body()]) -> Response[GrantView]:
     scope = tenant_scope()
     user = path_id(user_id, "user_id")
-    return _created(metering.grant_credits(scope, user, body.meter, body.amount, idempotency_claim(201)))
+    return _created(credits.grant(scope, user, body.meter, body.amount, body.expires_at, idempotency_claim(201)))
+
+
+@app.get("/v1/users/<user_id>/credits")
+@access("secret")
+def list_credits(user_id: str) -> dict[str, list[credits.GrantInfo]]:
+    """Every grant of the user with what is left of it: spent after the allowance, earliest expiry first."""
+    scope = tenant_scope()
+    return {"grants": credits.list_grants(scope, path_id(user_id, "user_id"))}
 
 
 @app.get("/v1/users/<user_id>/ledger")

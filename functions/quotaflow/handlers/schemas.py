@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
 from quotaflow.ledger.plans import Label, Limit, LimitOverride, StripePlanSettings
@@ -139,7 +139,7 @@ class RefundBody(Lines):
 class CreditsBody(Body):
     meter: MeterKey
     amount: Amount
-    expires_at: None = Field(default=None, description="Expiring grants are not supported yet: null only.")
+    expires_at: AwareDatetime | None = None  # what is left of the grant then expires (ledger kind grant_expire)
 
 
 class VerifyBody(Body):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from quotaflow.ledger.periods import iso
-from quotaflow.services import metering
+from quotaflow.services import credits, metering
 from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.store import items, keys
 from quotaflow.store.table import Item, Store
@@ -26,6 +26,8 @@ class SweepReport(BaseModel):
     expired: int
     already_ended: int
     oldest_overdue_age_seconds: int
+    grants_expired: int = 0
+    credits_removed: int = 0
     more: bool  # the per-run limit stopped this run; the next one continues
 
 
@@ -41,7 +43,13 @@ def overdue_buckets(now: datetime) -> list[str]:
 
 
 def sweep(store: Store, now: datetime, cache: ContainerCache) -> SweepReport:
-    """Expire every overdue reservation in the lookback window, oldest first, at most a bounded number per run."""
+    """Expire due credit grants, then every overdue reservation in the lookback window, oldest first (bounded)."""
+    grants_expired, credits_removed = credits.expire_due_grants(store, now, cache)
+    report = _sweep_reservations(store, now, cache)
+    return report.model_copy(update={"grants_expired": grants_expired, "credits_removed": credits_removed})
+
+
+def _sweep_reservations(store: Store, now: datetime, cache: ContainerCache) -> SweepReport:
     expired = already_ended = buckets_read = 0
     oldest_age_s = 0
     seen = 0

@@ -22,7 +22,6 @@ from quotaflow.services.views import (
     CommitView,
     CounterView,
     EventView,
-    GrantView,
     MeterAllowance,
     RefundView,
     ReleaseView,
@@ -327,17 +326,6 @@ def refund(
             view.refund_id,
             {"reason": reason} if reason else None,
         )
-
-    engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
-    return view
-
-
-def grant_credits(scope: Scope, user_id: str, meter: str, amount: int, claim: IdempotencyClaim | None) -> GrantView:
-    view = GrantView(grant_id=scope.new_id("grt"))
-
-    def build(limits: UserLimits) -> engine.Change:
-        period_key = period_at(_limit(limits, meter, "meter").period, scope.now).key
-        return engine.Change([Posting("grant", meter, period_key, Delta(credits=amount))], view.grant_id)
 
     engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
     return view

@@ -11,12 +11,14 @@
     T#<tenant>#U#<user>         S#CTR#<meter>            the meter's current counter
     T#<tenant>#U#<user>         H#CTR#<meter>#<period>   a closed period's counter
     T#<tenant>#U#<user>         L#<entry_id>             ledger entry (time-ordered ids)
+    T#<tenant>#U#<user>         G#<meter>#<grant_id>     credit grant
     T#<tenant>#R#<reservation>  RSV                      reservation
     T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
 
 GSI1 (gsi1pk, gsi1sk) = (T#<tenant>#PLAN#<plan_id>, <user>) on subscriptions: a plan's subscribers.
 GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>, <expires_at>#<tenant>#<reservation>) on pending reservations only:
 the sweeper's view of what is overdue, across tenants.
+Expiring credit grants also sit in GSI2, under day buckets: (GEXP#<day>, <expires_at>#<tenant>#<user>#<meter>#<id>).
 GSI3 (gsi3pk, gsi3sk) = (T#<tenant>#U#<user>, <expires_at>#<reservation>) on pending reservations only: one user's
 holds, for the lazy reclaim on a refused reserve.
 Ids never contain '#': the API admits only [A-Za-z0-9_.:@-].
@@ -105,7 +107,16 @@ def plan_subscribers(tenant_id: str, plan_id: str) -> str:
     return f"T#{tenant_id}#PLAN#{plan_id}"
 
 
-SWEEPER_STATE = {"pk": "SWEEPER", "sk": "STATE"}  # the last expiry minute fully swept
+GRANT_PREFIX = "G#"
+
+
+def grant(tenant_id: str, user_id: str, meter: str, grant_id: str) -> Key:
+    return {"pk": user_partition(tenant_id, user_id), "sk": f"{GRANT_PREFIX}{meter}#{grant_id}"}
+
+
+def grant_expiry_bucket(expires_at_iso: str) -> str:
+    """Grants expire days or months ahead: day buckets let the sweeper look a week back for cheap."""
+    return f"GEXP#{expires_at_iso[:10]}"
 
 
 def expiry_bucket(expires_at_iso: str) -> str:

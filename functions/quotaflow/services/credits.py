@@ -1,0 +1,190 @@
+"""Credit grants as ledger objects: granted, spent after the allowance in burn order, expired or revoked."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from quotaflow.ledger.counters import Delta, Posting, unspent_credits
+from quotaflow.ledger.credits import Grant, GrantStatus, remaining
+from quotaflow.ledger.errors import InvalidRequest, NotFound, Unavailable
+from quotaflow.ledger.periods import iso, period_at
+from quotaflow.services import engine
+from quotaflow.services.idempotency import IdempotencyClaim
+from quotaflow.services.scope import ContainerCache, Scope, UserLimits, pause_before_retry
+from quotaflow.services.users import load_user, prepare
+from quotaflow.services.views import GrantView
+from quotaflow.services.writes import add_entries
+from quotaflow.store import keys
+from quotaflow.store.table import Item, Store, TransactionCancelled
+
+GRANTS_PAGES_MAX = 10  # 10,000 grants per user and meter
+END_GRANT_ATTEMPTS_MAX = 8
+EXPIRY_LOOKBACK_DAYS = 7  # a sweeper down for up to a week still expires every grant that came due
+GRANTS_PER_SWEEP_MAX = 500
+
+
+class GrantInfo(BaseModel):
+    grant_id: str
+    meter: str
+    amount: int
+    remaining: int
+    status: GrantStatus
+    created_at: str
+    expires_at: str | None
+
+
+def grant(
+    scope: Scope,
+    user_id: str,
+    meter: str,
+    amount: int,
+    expires_at: datetime | None,
+    claim: IdempotencyClaim | None,
+    source: dict[str, Any] | None = None,
+) -> GrantView:
+    """Add `amount` credits to the user's meter, as one grant; a given `expires_at` must lie ahead."""
+    if expires_at is not None and expires_at <= scope.now:
+        raise InvalidRequest("expires_at must be in the future", field="expires_at")
+    view = GrantView(grant_id=scope.new_id("grt"))
+    record = Grant(view.grant_id, meter, amount, iso(scope.now), iso(expires_at) if expires_at else None)
+
+    def build(limits: UserLimits) -> engine.Change:
+        limit = limits.limits.get(meter)
+        if limit is None or limit.retired:
+            raise InvalidRequest(f"the user's plan has no meter {meter!r}", field="meter")
+        posting = Posting("grant", meter, period_at(limit.period, scope.now).key, Delta(credits=amount))
+        item = grant_item(scope.tenant_id, user_id, record, source)
+        return engine.Change([posting], view.grant_id, extra=lambda tx: tx.put("grant", item))
+
+    engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
+    return view
+
+
+def grant_item(tenant_id: str, user_id: str, record: Grant, source: dict[str, Any] | None) -> Item:
+    item: Item = {
+        **keys.grant(tenant_id, user_id, record.meter, record.grant_id),
+        "grant_id": record.grant_id,
+        "user_id": user_id,
+        "meter": record.meter,
+        "amount": record.amount,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "status": record.status,
+        "removed": 0,
+        "source": source or {},
+    }
+    if record.expires_at:
+        item["gsi2pk"] = keys.grant_expiry_bucket(record.expires_at)
+        item["gsi2sk"] = f"{record.expires_at}#{tenant_id}#{user_id}#{record.meter}#{record.grant_id}"
+    return item
+
+
+def _grant_from(item: Item) -> Grant:
+    return Grant(
+        item["grant_id"],
+        item["meter"],
+        item["amount"],
+        item["created_at"],
+        item.get("expires_at"),
+        item["status"],
+        item.get("removed", 0),
+    )
+
+
+def _grants(store: Store, tenant_id: str, user_id: str, meter: str) -> list[Grant]:
+    partition = keys.user_partition(tenant_id, user_id)
+    prefix = f"{keys.GRANT_PREFIX}{meter}#"
+    return [_grant_from(item) for item in store.query_all(partition, prefix, pages_max=GRANTS_PAGES_MAX)]
+
+
+def list_grants(scope: Scope, user_id: str) -> list[GrantInfo]:
+    """Every grant of the user, with what is left of each (derived in burn order)."""
+    state = load_user(scope, user_id)
+    infos: list[GrantInfo] = []
+    for meter, stored in sorted(state.counters.items()):
+        grants = _grants(scope.store, scope.tenant_id, user_id, meter)
+        left = remaining(grants, unspent_credits(stored.counter))
+        infos += [
+            GrantInfo(
+                grant_id=g.grant_id,
+                meter=g.meter,
+                amount=g.amount,
+                remaining=left.get(g.grant_id, 0),
+                status=g.status,
+                created_at=g.created_at,
+                expires_at=g.expires_at,
+            )
+            for g in grants
+        ]
+    return infos
+
+
+def end_grant(
+    scope: Scope, user_id: str, meter: str, grant_id: str, status: GrantStatus, reason: str
+) -> int | None:
+    """Take back what is left of a grant (expiry, or a refunded payment), exactly once: the grant's status flip,
+    the counter change and its `grant_expire` entry are one transaction, optimistic on the counter's `rev`.
+    Returns the credits removed, or None if the grant had already ended."""
+    for attempt in range(END_GRANT_ATTEMPTS_MAX):
+        pause_before_retry(attempt)
+        prepare(scope, user_id, [meter])  # the counter must be the current period's
+        stored = load_user(scope, user_id).counters.get(meter)
+        grants = {g.grant_id: g for g in _grants(scope.store, scope.tenant_id, user_id, meter)}
+        target = grants.get(grant_id)
+        if target is None:
+            raise NotFound(f"grant {grant_id!r} does not exist", grant_id=grant_id)
+        if target.status != "active" or stored is None:
+            return None
+        taken = remaining(list(grants.values()), unspent_credits(stored.counter))[grant_id]
+        tx = scope.store.transaction()
+        tx.update(
+            "counter",
+            keys.counter_current(scope.tenant_id, user_id, meter),
+            "ADD credits :minus, available :minus, rev :one",
+            condition="rev = :rev",
+            values={":minus": -taken, ":one": 1, ":rev": stored.rev},
+        )
+        tx.update(
+            "grant",
+            keys.grant(scope.tenant_id, user_id, meter, grant_id),
+            "SET #status = :status, removed = :taken, ended_at = :now REMOVE gsi2pk, gsi2sk",
+            condition="#status = :active",
+            names={"#status": "status"},
+            values={":status": status, ":taken": taken, ":now": iso(scope.now), ":active": "active"},
+        )
+        posting = Posting("grant_expire", meter, stored.counter.period_key, Delta(credits=-taken))
+        add_entries(tx, scope, user_id, [posting], grant_id, {"reason": reason})
+        try:
+            scope.store.transact(tx)
+        except TransactionCancelled as cancelled:
+            if cancelled.failed("grant"):
+                return None
+            continue
+        scope.cache.limits.forget((scope.tenant_id, user_id))
+        return taken
+    raise Unavailable("the user's counter kept changing; the grant will be ended on the next try")
+
+
+def expire_due_grants(store: Store, now: datetime, cache: ContainerCache) -> tuple[int, int]:
+    """Expire grants whose time has come (sweeper). Returns (grants expired, credits removed)."""
+    expired = removed = 0
+    for back in range(EXPIRY_LOOKBACK_DAYS, -1, -1):
+        bucket = keys.grant_expiry_bucket(iso(now - timedelta(days=back)))
+        page = store.query(bucket, "", index=keys.GSI_EXPIRY, sk_below=f"{iso(now)}#~", limit=GRANTS_PER_SWEEP_MAX)
+        for item in page.items:
+            tenant_id = item["gsi2sk"].split("#")[1]
+            taken = end_grant(
+                Scope(store, tenant_id, now, cache),
+                item["user_id"],
+                item["meter"],
+                item["grant_id"],
+                "expired",
+                "expired",
+            )
+            if taken is not None:
+                expired += 1
+                removed += taken
+    return expired, removed
