@@ -16,6 +16,8 @@ class Settings(BaseModel):
     region: str = "us-east-1"
     admin_key: str | None = Field(default=None, min_length=16)
     admin_key_secret_arn: str | None = None  # in AWS the admin key lives in Secrets Manager, read at cold start
+    kms_key_id: str | None = None  # encrypts tenants' Stripe secrets; without it they are sealed locally
+    stripe_api_base: str | None = None  # where the Stripe SDK sends requests (a loopback server in tests)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -26,4 +28,6 @@ class Settings(BaseModel):
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             admin_key=env.get("QUOTAFLOW_ADMIN_KEY") or None,
             admin_key_secret_arn=env.get("QUOTAFLOW_ADMIN_KEY_SECRET_ARN") or None,
+            kms_key_id=env.get("QUOTAFLOW_KMS_KEY_ID") or None,
+            stripe_api_base=env.get("QUOTAFLOW_STRIPE_API_BASE") or None,
         )

@@ -37,6 +37,7 @@ class Access(Enum):
     TABLE = "read and write the table (grant_read_write_data)"
     ADMIN_KEY = "read the admin key secret"
     ALERT_BUS = "put events on the alert bus"
+    TENANT_SECRETS = "encrypt and decrypt tenants' Stripe secrets with the stack's key"
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,8 @@ class FunctionSpec:
 
 # fmt: off
 FUNCTIONS: tuple[FunctionSpec, ...] = (
-    FunctionSpec("Api", f"{HANDLER_PACKAGE}.api.handler", Bundle.SERVER, HttpRoute("ANY", API_PATH), access=frozenset({Access.TABLE, Access.ADMIN_KEY}), timeout_s=10),  # noqa: E501
-    # enable when functions/quotaflow/handlers/stripe_webhook.py exists
-    FunctionSpec("StripeWebhook", f"{HANDLER_PACKAGE}.stripe_webhook.handler", Bundle.STRIPE, HttpRoute("POST", STRIPE_WEBHOOK_PATH), timeout_s=10, enabled=False),  # noqa: E501
+    FunctionSpec("Api", f"{HANDLER_PACKAGE}.api.handler", Bundle.SERVER, HttpRoute("ANY", API_PATH), access=frozenset({Access.TABLE, Access.ADMIN_KEY, Access.TENANT_SECRETS}), timeout_s=10),  # noqa: E501
+    FunctionSpec("StripeWebhook", f"{HANDLER_PACKAGE}.stripe_webhook.handler", Bundle.STRIPE, HttpRoute("POST", STRIPE_WEBHOOK_PATH), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=10),  # noqa: E501
     # a failed minute is redone by the next, so no retries
     FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,)),  # noqa: E501
     FunctionSpec("Reaper", f"{HANDLER_PACKAGE}.reaper.handler", Bundle.SERVER, TableStream(filters=(TTL_REMOVALS,), from_oldest=True), retry_attempts=5),  # noqa: E501

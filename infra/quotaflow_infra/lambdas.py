@@ -39,6 +39,7 @@ FAILURE_QUEUE_RETENTION_DAYS = 14  # SQS maximum: time to read a failure before 
 ENV_TABLE = "QUOTAFLOW_TABLE"
 ENV_ADMIN_KEY_SECRET_ARN = "QUOTAFLOW_ADMIN_KEY_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
 ENV_ALERT_BUS = "QUOTAFLOW_ALERT_BUS"
+ENV_KMS_KEY_ID = "QUOTAFLOW_KMS_KEY_ID"
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class QuotaflowFunction(Construct):
             environment[ENV_ADMIN_KEY_SECRET_ARN] = shared.admin_key.secret_arn
         if Access.ALERT_BUS in self.spec.access:
             environment[ENV_ALERT_BUS] = shared.alert_bus.event_bus_name
+        if Access.TENANT_SECRETS in self.spec.access:
+            environment[ENV_KMS_KEY_ID] = shared.key.key_arn
         return environment
 
     def _grant(self) -> None:
@@ -129,6 +132,8 @@ class QuotaflowFunction(Construct):
             self.shared.admin_key.grant_read(self.function)
         if Access.ALERT_BUS in access:
             self.shared.alert_bus.grant_put_events_to(self.function)
+        if Access.TENANT_SECRETS in access:
+            self.shared.key.grant_encrypt_decrypt(self.function)
 
     def _failure_queue(self) -> sqs.Queue:
         # SQS-managed encryption, not the stack's key: these queues hold invocation metadata (stream positions,

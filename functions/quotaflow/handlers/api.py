@@ -33,7 +33,7 @@ from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
 from quotaflow.ledger.prices import MODEL_PATTERN, Price, PriceBody, TokenCounts
 from quotaflow.observability import logger
-from quotaflow.services import audit, credits, metering, plans, pricing, tenants, tokens, users
+from quotaflow.services import audit, credits, metering, plans, pricing, stripe_config, tenants, tokens, users
 from quotaflow.services.views import (
     CanUseLinesView,
     CanUseView,
@@ -435,3 +435,20 @@ def _model(raw: str) -> str:
     if not re.fullmatch(MODEL_PATTERN, value):
         raise errors.InvalidRequest(f"model must match {MODEL_PATTERN}", field="model")
     return value
+
+
+# --- Stripe settings (the webhook itself is its own function: handlers/stripe_webhook.py) ------------------
+
+
+@app.put("/v1/stripe/config")
+@access("secret")
+def put_stripe_config(body: Annotated[stripe_config.StripeConfigBody, Body()]) -> stripe_config.StripeConfigView:
+    """Secrets are encrypted at rest and only ever shown masked (last 4 characters)."""
+    scope = tenant_scope()
+    return stripe_config.put_config(scope, runtime().secret_box, body)
+
+
+@app.get("/v1/stripe/config")
+@access("secret")
+def get_stripe_config() -> stripe_config.StripeConfigView:
+    return stripe_config.get_config(tenant_scope())

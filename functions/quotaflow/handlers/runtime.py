@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from quotaflow.config import Settings
 from quotaflow.services.scope import ContainerCache
 from quotaflow.services.tenants import KeyCache
-from quotaflow.store.connect import connect, read_admin_key
+from quotaflow.store.connect import connect, read_admin_key, secret_box
+from quotaflow.store.secret_box import SecretBox
 from quotaflow.store.table import Store
 
 
@@ -21,6 +22,13 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     cache: ContainerCache = field(default_factory=ContainerCache)
     key_cache: KeyCache = field(default_factory=KeyCache)
+    _secret_box: SecretBox | None = None
+
+    @property
+    def secret_box(self) -> SecretBox:
+        if self._secret_box is None:
+            self._secret_box = secret_box(self.settings)
+        return self._secret_box
 
 
 _runtime: Runtime | None = None

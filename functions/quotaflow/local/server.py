@@ -43,6 +43,9 @@ def run_job(name: str, event: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
+WEBHOOK_PREFIX = "/v1/stripe/webhook/"  # routed to its own function, as API Gateway does in AWS
+
+
 def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
     from quotaflow.handlers import api
     from quotaflow.handlers.runtime import Runtime, bind
@@ -53,7 +56,16 @@ def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
     store = Store(client, settings.table_name) if client is not None else connect(settings)
     store.create_table()
     bind(Runtime(store=store, settings=settings))
-    return lambda event: api.handler(event, cast(LambdaContext, LocalContext()))
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        context = cast(LambdaContext, LocalContext())
+        if str(event.get("rawPath", "")).startswith(WEBHOOK_PREFIX):
+            from quotaflow.handlers import stripe_webhook
+
+            return stripe_webhook.handler(event, context)
+        return api.handler(event, context)
+
+    return invoke
 
 
 class InProcess:

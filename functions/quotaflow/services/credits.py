@@ -18,12 +18,19 @@ from quotaflow.services.users import load_user, prepare
 from quotaflow.services.views import GrantView
 from quotaflow.services.writes import add_entries
 from quotaflow.store import keys
-from quotaflow.store.table import Item, Store, TransactionCancelled
+from quotaflow.store.table import Item, Store, Transaction, TransactionCancelled
 
 GRANTS_PAGES_MAX = 10  # 10,000 grants per user and meter
 END_GRANT_ATTEMPTS_MAX = 8
 EXPIRY_LOOKBACK_DAYS = 7  # a sweeper down for up to a week still expires every grant that came due
 GRANTS_PER_SWEEP_MAX = 500
+
+
+class AlreadyApplied(Exception):
+    """The marker written with a grant already exists: this grant was made before (a redelivered event)."""
+
+
+MARKER_TAG = "marker"
 
 
 class GrantInfo(BaseModel):
@@ -44,8 +51,11 @@ def grant(
     expires_at: datetime | None,
     claim: IdempotencyClaim | None,
     source: dict[str, Any] | None = None,
+    marker: Item | None = None,
 ) -> GrantView:
-    """Add `amount` credits to the user's meter, as one grant; a given `expires_at` must lie ahead."""
+    """Add `amount` credits to the user's meter, as one grant; a given `expires_at` must lie ahead. A `marker`
+    item is written in the same transaction, only if absent: a second grant with the same marker raises
+    AlreadyApplied and changes nothing (how a Stripe event is applied at most once)."""
     if expires_at is not None and expires_at <= scope.now:
         raise InvalidRequest("expires_at must be in the future", field="expires_at")
     view = GrantView(grant_id=scope.new_id("grt"))
@@ -57,9 +67,19 @@ def grant(
             raise InvalidRequest(f"the user's plan has no meter {meter!r}", field="meter")
         posting = Posting("grant", meter, period_at(limit.period, scope.now).key, Delta(credits=amount))
         item = grant_item(scope.tenant_id, user_id, record, source)
-        return engine.Change([posting], view.grant_id, extra=lambda tx: tx.put("grant", item))
 
-    engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
+        def write_items(tx: Transaction) -> None:
+            tx.put("grant", item)
+            if marker is not None:
+                tx.put(MARKER_TAG, marker, condition="attribute_not_exists(pk)")
+
+        return engine.Change([posting], view.grant_id, extra=write_items)
+
+    def on_cancel(cancelled: TransactionCancelled) -> None:
+        if cancelled.failed(MARKER_TAG):
+            raise AlreadyApplied(view.grant_id)
+
+    engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"), on_cancel=on_cancel)
     return view
 
 
@@ -122,9 +142,7 @@ def list_grants(scope: Scope, user_id: str) -> list[GrantInfo]:
     return infos
 
 
-def end_grant(
-    scope: Scope, user_id: str, meter: str, grant_id: str, status: GrantStatus, reason: str
-) -> int | None:
+def end_grant(scope: Scope, user_id: str, meter: str, grant_id: str, status: GrantStatus, reason: str) -> int | None:
     """Take back what is left of a grant (expiry, or a refunded payment), exactly once: the grant's status flip,
     the counter change and its `grant_expire` entry are one transaction, optimistic on the counter's `rev`.
     Returns the credits removed, or None if the grant had already ended."""

@@ -6,9 +6,6 @@ different body under the same key is refused. No read precedes the write, so a f
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +14,7 @@ from typing import Any
 from quotaflow.ledger.errors import IdempotencyKeyReused, InvariantViolation
 from quotaflow.ledger.periods import iso
 from quotaflow.services.scope import Scope
-from quotaflow.store import keys
+from quotaflow.store import keys, sealing
 from quotaflow.store.table import ConditionFailed, Item, Transaction, TransactionCancelled
 
 KEEP_FOR = timedelta(hours=48)  # the contract promises at least 24 h
@@ -26,31 +23,10 @@ SEAL_CONTEXT = b"quotaflow idempotency record v1"
 
 
 def _seal_key(idempotency_key: str) -> bytes:
-    return hmac.new(idempotency_key.encode(), SEAL_CONTEXT, hashlib.sha256).digest()
-
-
-def _keystream(key: bytes, length: int) -> bytes:
-    blocks = (hmac.new(key, index.to_bytes(8, "big"), hashlib.sha256).digest() for index in range(length // 32 + 1))
-    return b"".join(blocks)[:length]
-
-
-def seal(idempotency_key: str, plaintext: bytes) -> str:
-    """Encrypt a stored response under a key derived from the raw Idempotency-Key, which the table never holds
-    (its items are keyed by the key's SHA-256): a reader of the table cannot see replayed bodies, such as the
-    API keys a tenant creation returns. HMAC-SHA256 in counter mode, then an HMAC tag over the ciphertext."""
-    key = _seal_key(idempotency_key)
-    cipher = bytes(a ^ b for a, b in zip(plaintext, _keystream(key, len(plaintext)), strict=True))
-    tag = hmac.new(key, cipher, hashlib.sha256).digest()
-    return base64.b64encode(tag + cipher).decode()
-
-
-def unseal(idempotency_key: str, sealed: str) -> bytes:
-    raw = base64.b64decode(sealed)
-    tag, cipher = raw[:32], raw[32:]
-    key = _seal_key(idempotency_key)
-    if not hmac.compare_digest(tag, hmac.new(key, cipher, hashlib.sha256).digest()):
-        raise InvariantViolation("a stored idempotent response failed its integrity check")
-    return bytes(a ^ b for a, b in zip(cipher, _keystream(key, len(cipher)), strict=True))
+    """Stored responses are sealed under the raw Idempotency-Key, which the table never holds (items are keyed by
+    its SHA-256): a reader of the table cannot see replayed bodies, such as the API keys a tenant creation
+    returns."""
+    return sealing.derive_key(idempotency_key.encode(), SEAL_CONTEXT)
 
 
 class Replay(Exception):
@@ -73,7 +49,7 @@ class IdempotencyClaim:
             **keys.idempotency(scope.tenant_id, self.key),
             "fingerprint": self.fingerprint,
             "status": status,
-            "sealed_body": seal(self.key, json.dumps(body, separators=(",", ":")).encode()),
+            "sealed_body": sealing.seal(_seal_key(self.key), json.dumps(body, separators=(",", ":")).encode()),
             "created_at": iso(scope.now),
             "ttl": int((scope.now + KEEP_FOR).timestamp()),
         }
@@ -96,7 +72,11 @@ class IdempotencyClaim:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request", field="Idempotency-Key"
             )
-        raise Replay(stored["status"], json.loads(unseal(self.key, stored["sealed_body"])))
+        try:
+            body = sealing.unseal(_seal_key(self.key), stored["sealed_body"])
+        except sealing.SealBroken as broken:
+            raise InvariantViolation("a stored idempotent response failed its integrity check") from broken
+        raise Replay(stored["status"], json.loads(body))
 
 
 def add_claim(tx: Transaction, scope: Scope, claim: IdempotencyClaim | None, body: dict[str, Any]) -> None:

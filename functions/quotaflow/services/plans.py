@@ -58,7 +58,14 @@ def put_subscription(
     if len(set(plan.limits) | set(custom_limits)) > METERS_PER_PLAN_MAX:
         raise InvalidRequest(f"at most {METERS_PER_PLAN_MAX} meters per user", field="custom_limits")
     subscription = resync(scope, user_id, plan, custom_limits=custom_limits, stripe_customer_id=stripe_customer_id)
+    link_customer(scope, user_id, stripe_customer_id)
     return subscription_view(subscription, scope)
+
+
+def link_customer(scope: Scope, user_id: str, stripe_customer_id: str | None) -> None:
+    """Remember which user a Stripe customer is, for subscription events that carry only the customer."""
+    if stripe_customer_id:
+        scope.store.put({**keys.stripe_customer(scope.tenant_id, stripe_customer_id), "user_id": user_id})
 
 
 def subscription_view(subscription: Subscription, scope: Scope) -> SubscriptionView:

@@ -12,6 +12,7 @@ import boto3
 from botocore.config import Config
 
 from quotaflow.config import Settings
+from quotaflow.store.secret_box import KmsSecretBox, LocalSecretBox, SecretBox
 from quotaflow.store.table import Store
 
 CLIENT_CONFIG = Config(
@@ -41,3 +42,9 @@ def read_admin_key(settings: Settings) -> Settings:
     secrets = boto3.client("secretsmanager", region_name=settings.region, config=CLIENT_CONFIG)
     value = secrets.get_secret_value(SecretId=settings.admin_key_secret_arn)["SecretString"]
     return settings.model_copy(update={"admin_key": value})
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    if settings.kms_key_id:
+        return KmsSecretBox(boto3.client("kms", region_name=settings.region, config=CLIENT_CONFIG), settings.kms_key_id)
+    return LocalSecretBox(settings.admin_key or settings.table_name)

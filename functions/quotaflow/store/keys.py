@@ -108,6 +108,29 @@ def plan_subscribers(tenant_id: str, plan_id: str) -> str:
 
 
 GRANT_PREFIX = "G#"
+STRIPE_TENANTS = "STRIPE_TENANTS"  # partition listing the tenants with a Stripe configuration (billing export)
+
+
+def stripe_config(tenant_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}", "sk": "STRIPE"}
+
+
+def stripe_tenant(tenant_id: str) -> Key:
+    return {"pk": STRIPE_TENANTS, "sk": tenant_id}
+
+
+def stripe_event(tenant_id: str, event_id: str) -> Key:
+    """A Stripe event (or one of its effects) applied: the at-most-once marker."""
+    return {"pk": f"T#{tenant_id}#STRIPE#{event_id}", "sk": "EVENT"}
+
+
+def stripe_payment(tenant_id: str, payment_intent: str) -> Key:
+    """The grants a payment bought, for revoking them when the charge is refunded."""
+    return {"pk": f"T#{tenant_id}#PI#{payment_intent}", "sk": "GRANTS"}
+
+
+def stripe_customer(tenant_id: str, customer_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}#CUS#{customer_id}", "sk": "USER"}
 
 
 def grant(tenant_id: str, user_id: str, meter: str, grant_id: str) -> Key:
