@@ -19,11 +19,32 @@ from quotaflow.ledger.errors import QuotaflowError, Throttled, Unavailable
 from quotaflow.observability import logger
 from quotaflow.services import stripe_config, stripe_events
 from quotaflow.services.scope import Scope
-from quotaflow.stripe_gateway import StripeGateway, StripeRetryable, WebhookSignatureInvalid, verify_webhook
+from quotaflow.stripe_gateway import (
+    StripeGateway,
+    StripeRejected,
+    StripeRetryable,
+    WebhookSignatureInvalid,
+    preload,
+    verify_webhook,
+)
 
 PATH = re.compile(r"^/v1/stripe/webhook/([^/]+)$")
 BODY_BYTES_MAX = 256 * 1024  # Stripe events are well under this
 TOLERANCE_SECONDS = 300
+GATEWAYS_CACHED_MAX = 100
+_gateways: dict[tuple[str, str | None], StripeGateway] = {}
+
+preload()  # this function exists to talk to Stripe: pay the SDK's import in Lambda's init phase, not per event
+
+
+def _gateway(api_key: str, api_base: str | None) -> StripeGateway:
+    """One client (and its connection pool) per tenant API key, kept for the container's life."""
+    key = (api_key, api_base)
+    if key not in _gateways:
+        if len(_gateways) >= GATEWAYS_CACHED_MAX:
+            _gateways.clear()
+        _gateways[key] = StripeGateway(api_key, api_base=api_base)
+    return _gateways[key]
 
 
 def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -71,12 +92,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _refuse(f"signature: {invalid}")
 
     def line_items(session_id: str) -> list[tuple[str, int]]:
-        gateway = StripeGateway(config.api_key, api_base=bound.settings.stripe_api_base)
+        gateway = _gateway(config.api_key, bound.settings.stripe_api_base)
         return [(item.price_id, item.quantity) for item in gateway.checkout_line_items(session_id)]
 
     try:
         outcome = stripe_events.apply(Scope(bound.store, tenant_id, now, bound.cache), config, stripe_event, line_items)
-    except (StripeRetryable, Throttled, Unavailable) as transient:
+    except (StripeRetryable, StripeRejected, Throttled, Unavailable) as transient:
+        # StripeRejected here is our side (a revoked API key, say): Stripe retries for days, long enough to fix it
         logger.warning("stripe event deferred", extra={"event_id": stripe_event.get("id"), "why": str(transient)})
         return _reply(503, {"error": {"code": "unavailable", "message": "retry later", "details": {}}})
     except QuotaflowError as refused:  # e.g. a pack for a meter the user's plan lacks: Stripe retrying won't help
