@@ -137,8 +137,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     # a failed minute is redone by the next, so no retries
     FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,)),  # noqa: E501
     FunctionSpec("Reaper", f"{HANDLER_PACKAGE}.reaper.handler", Bundle.SERVER, TableStream(filters=(TTL_REMOVALS,), from_oldest=True), retry_attempts=5),  # noqa: E501
-    # enable when functions/quotaflow/handlers/billing_export.py exists; one run at a time keeps Stripe's limits
-    FunctionSpec("BillingExport", f"{HANDLER_PACKAGE}.billing_export.handler", Bundle.STRIPE, Every(minutes=60), timeout_s=300, reserved_concurrency=1, alarms=(EXPORT_FAILURES,), enabled=False),  # noqa: E501
+    # one run at a time keeps Stripe's one-call-per-customer-and-meter rule
+    FunctionSpec("BillingExport", f"{HANDLER_PACKAGE}.billing_export.handler", Bundle.STRIPE, Every(minutes=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=300, reserved_concurrency=1, alarms=(EXPORT_FAILURES,)),  # noqa: E501
     # enable when functions/quotaflow/handlers/notifier.py exists
     FunctionSpec("Notifier", f"{HANDLER_PACKAGE}.notifier.handler", Bundle.SERVER, TableStream(), access=frozenset({Access.TABLE, Access.ALERT_BUS}), retry_attempts=5, enabled=False),  # noqa: E501
 )

@@ -118,3 +118,8 @@ def test_from_model_refuses_meters_that_are_not_money(priced: Api) -> None:
 def test_prices_are_integers(priced: Api, body: dict[str, object]) -> None:
     assert priced("PUT", "/v1/prices/gpt-4o", body).status == 400
     assert priced("GET", "/v1/prices/gpt-4o").body["price"]["version"] == 1
+
+
+def test_putting_the_same_price_again_is_not_a_new_version(priced: Api) -> None:
+    assert priced("PUT", "/v1/prices/gpt-4o", GPT_4O).body["version"] == 1
+    assert len(priced("GET", "/v1/prices/gpt-4o").body["history"]) == 1

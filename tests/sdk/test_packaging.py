@@ -55,6 +55,9 @@ def test_the_sdk_imports_and_works_without_the_server_dependencies() -> None:
         assert request.headers["idempotency-key"] == "key-1"
         assert AsyncClient(api_key="qf_sk_test", base_url="http://127.0.0.1:9").connection.api_key == "qf_sk_test"
         assert InsufficientQuota("tokens", 5, 1).available == 1
+        from quotaflow.sdk import ModelUsage, from_anthropic, from_gemini, from_mistral, from_openai
+        assert from_openai({"prompt_tokens": 3, "completion_tokens": 2}, "gpt-4o") == ModelUsage("gpt-4o", 3, 2)
+        assert all(callable(adapter) for adapter in (from_anthropic, from_gemini, from_mistral))
         loaded = sorted(m for m in ("boto3", "botocore", "aws_lambda_powertools", "moto") if m in sys.modules)
         print("loaded:", loaded)
         """

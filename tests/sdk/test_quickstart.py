@@ -1,4 +1,5 @@
-"""The README's Python SDK quick start (tests/sdk/quickstart.py, pasted as is) runs as written."""
+"""The README's Python SDK snippets run as written: the quick start (tests/sdk/quickstart.py) and model prices with a
+provider adapter in the reserve -> call -> commit pattern (tests/sdk/quickstart_prices.py), pasted as is."""
 
 from __future__ import annotations
 
@@ -14,12 +15,23 @@ from quotaflow.sdk import TenantCreated
 
 pytestmark = pytest.mark.unit
 QUICKSTART = Path(__file__).with_name("quickstart.py")
+QUICKSTART_PRICES = Path(__file__).with_name("quickstart_prices.py")
+
+
+def run_snippet(snippet: Path, server: LocalServer, tenant: TenantCreated) -> list[str]:
+    env = {**os.environ, "QUOTAFLOW_URL": server.url, "QUOTAFLOW_API_KEY": tenant.secret_key}
+    done = subprocess.run(
+        [sys.executable, str(snippet)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
 
 
 def test_the_quickstart_runs_as_written(server: LocalServer, tenant: TenantCreated) -> None:
-    env = {**os.environ, "QUOTAFLOW_URL": server.url, "QUOTAFLOW_API_KEY": tenant.secret_key}
-    done = subprocess.run(
-        [sys.executable, str(QUICKSTART)], capture_output=True, text=True, timeout=60, env=env, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["Tokens 800 99200", "False", "tokens 1000000 99200"]
+    assert run_snippet(QUICKSTART, server, tenant) == ["Tokens 800 99200", "False", "tokens 1000000 99200"]
+
+
+def test_the_prices_snippet_runs_as_written_and_prints_what_its_comments_say(
+    server: LocalServer, tenant: TenantCreated
+) -> None:
+    assert run_snippet(QUICKSTART_PRICES, server, tenant) == ["16000 10", "13500 495"]

@@ -31,6 +31,7 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 # The scheduled functions `serve` runs on timers and on POST /_local/run/{job}: name -> (module, seconds between runs)
 JOBS: dict[str, tuple[str, float]] = {
     "sweeper": ("quotaflow.handlers.sweeper", 5.0),
+    "billing-export": ("quotaflow.handlers.billing_export", 3600.0),
 }
 
 
@@ -172,12 +173,17 @@ def local_route(
         return _error(404, "not_found", f"local routes: POST /_local/run/{{{'|'.join(JOBS)}}}")
     try:
         options = json.loads(body) if body else {}
-        if not isinstance(options, dict) or set(options) - {"now"}:
-            raise ValueError("only the field now is accepted")
+        if not isinstance(options, dict) or set(options) - {"now", "dry_run"}:
+            raise ValueError("only the fields now and dry_run are accepted")
         now = parse_iso(options["now"]) if options.get("now") else datetime.now(UTC)
+        dry_run = options.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ValueError("dry_run is true or false")
     except (ValueError, TypeError) as bad:
-        return _error(400, "invalid_request", f'body must be {{"now": "<ISO time>"}}: {bad}', field="now")
-    return _json(200, functions.job(job, scheduled_event(job, now)))
+        return _error(
+            400, "invalid_request", f'body must be {{"now": "<ISO time>", "dry_run": false}}: {bad}', field="now"
+        )
+    return _json(200, functions.job(job, {**scheduled_event(job, now), **({"dry_run": True} if dry_run else {})}))
 
 
 def _handler_class(functions: InProcess | WorkerPool, admin_key: str) -> type[BaseHTTPRequestHandler]:

@@ -1,4 +1,5 @@
-"""The quotaflow Python SDK: `Client`, `AsyncClient`, typed results and typed errors.
+"""The quotaflow Python SDK: `Client`, `AsyncClient`, typed results and typed errors, and the provider usage adapters
+(`from_openai`, `from_anthropic`, `from_gemini`, `from_mistral`) that turn a model call's usage into a `ModelUsage`.
 
 Needs only httpx and pydantic: nothing here imports the server packages (boto3, Powertools, stripe)."""
 
@@ -36,6 +37,11 @@ from quotaflow.sdk.models import (
     Line,
     Plan,
     PlanSpec,
+    Price,
+    PriceHistory,
+    Quote,
+    QuoteLine,
+    QuoteRun,
     RefundRecorded,
     ReleaseResult,
     ReservationInfo,
@@ -46,6 +52,14 @@ from quotaflow.sdk.models import (
     UserToken,
     VerifyProblem,
     VerifyResult,
+)
+from quotaflow.sdk.providers import (
+    ModelUsage,
+    UnrecognizedUsage,
+    from_anthropic,
+    from_gemini,
+    from_mistral,
+    from_openai,
 )
 from quotaflow.sdk.reservation import AsyncReservation, PendingReservation, Reservation
 from quotaflow.sdk.retry import RetryPolicy
@@ -71,13 +85,19 @@ __all__ = [
     "LedgerPage",
     "Limit",
     "Line",
+    "ModelUsage",
     "NotFound",
     "PageLimitReached",
     "PayloadTooLarge",
     "PendingReservation",
     "Plan",
     "PlanSpec",
+    "Price",
+    "PriceHistory",
     "QuotaflowError",
+    "Quote",
+    "QuoteLine",
+    "QuoteRun",
     "RefundRecorded",
     "ReleaseResult",
     "Reservation",
@@ -92,8 +112,13 @@ __all__ = [
     "Throttled",
     "Unauthenticated",
     "Unavailable",
+    "UnrecognizedUsage",
     "Usage",
     "UserToken",
     "VerifyProblem",
     "VerifyResult",
+    "from_anthropic",
+    "from_gemini",
+    "from_mistral",
+    "from_openai",
 ]

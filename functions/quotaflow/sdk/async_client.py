@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from quotaflow.sdk import calls, models
-from quotaflow.sdk.calls import Call, LimitInput, Lines
+from quotaflow.sdk.calls import Amounts, Call, LimitInput, Lines, QuoteRunInput
 from quotaflow.sdk.client import LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGES_MAX_DEFAULT
 from quotaflow.sdk.errors import PageLimitReached
 from quotaflow.sdk.reservation import AsyncReservation, PendingReservation
@@ -79,13 +79,13 @@ class AsyncClient:
     async def can_use(self, user_id: str, meter: str, amount: int, *, user_token: str | None = None) -> models.CanUse:
         return await self._send(calls.can_use(user_id, meter, amount, user_token))
 
-    async def can_use_lines(self, user_id: str, lines: Lines, *, user_token: str | None = None) -> models.CanUseLines:
+    async def can_use_lines(self, user_id: str, lines: Amounts, *, user_token: str | None = None) -> models.CanUseLines:
         return await self._send(calls.can_use_lines(user_id, lines, user_token))
 
     # --- reservations ----------------------------------------------------------------------------------
 
     def reserve(
-        self, user_id: str, lines: Lines, *, ttl_seconds: int | None = None, idempotency_key: str | None = None
+        self, user_id: str, lines: Amounts, *, ttl_seconds: int | None = None, idempotency_key: str | None = None
     ) -> PendingReservation:
         """`async with qf.reserve(...) as r:` (released unless committed), or `r = await qf.reserve(...)`."""
         key = idempotency_key or new_idempotency_key()
@@ -120,7 +120,7 @@ class AsyncClient:
         return await self._send(calls.track(user_id, lines, properties), idempotency_key)
 
     async def refund(
-        self, user_id: str, lines: Lines, *, reason: str | None = None, idempotency_key: str | None = None
+        self, user_id: str, lines: Amounts, *, reason: str | None = None, idempotency_key: str | None = None
     ) -> models.RefundRecorded:
         return await self._send(calls.refund(user_id, lines, reason), idempotency_key)
 
@@ -202,6 +202,37 @@ class AsyncClient:
         self, *, default_plan_id: str | None, idempotency_key: str | None = None
     ) -> models.TenantSettings:
         return await self._send(calls.put_settings(default_plan_id), idempotency_key)
+
+    # --- prices and quotes ----------------------------------------------------------------------------
+
+    async def put_price(
+        self,
+        model: str,
+        *,
+        input_per_million_cents: int,
+        output_per_million_cents: int,
+        cached_input_per_million_cents: int | None = None,
+        markup_percent: int = 0,
+        idempotency_key: str | None = None,
+    ) -> models.Price:
+        call = calls.put_price(
+            model, input_per_million_cents, output_per_million_cents, cached_input_per_million_cents, markup_percent
+        )
+        return await self._send(call, idempotency_key)
+
+    async def get_price(self, model: str) -> models.PriceHistory:
+        return await self._send(calls.get_price(model))
+
+    async def list_prices(self) -> list[models.Price]:
+        return await self._send(calls.list_prices())
+
+    async def quote(
+        self, model: str, *, input_tokens: int, max_output_tokens: int, cached_input_tokens: int = 0
+    ) -> models.Quote:
+        return await self._send(calls.quote(model, input_tokens, max_output_tokens, cached_input_tokens))
+
+    async def quote_run(self, runs: Sequence[QuoteRunInput]) -> models.Quote:
+        return await self._send(calls.quote_run(runs))
 
     # --- admin (admin key) and operations --------------------------------------------------------------
 

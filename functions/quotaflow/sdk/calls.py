@@ -4,17 +4,22 @@ Both clients send the same `Call`s; only how they wait differs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote as url_quote
 
 from quotaflow.sdk import models
+from quotaflow.sdk.providers import ModelUsage
 
 T = TypeVar("T")
 Method = Literal["GET", "POST", "PUT", "DELETE"]
-Lines = Mapping[str, int]  # meter -> amount: {"tokens": 4000, "requests": 1}
+Amounts = Mapping[str, int]  # meter -> amount: {"tokens": 4000, "requests": 1}
+# Usage lines (track, commit): an amount, or on a money meter (`cents`, `millicents`) a model call's token counts for
+# the server to price: {"tokens": usage.total_tokens, "cents": usage}
+Lines = Mapping[str, int | ModelUsage]
 LimitInput = models.Limit | Mapping[str, Any]
+QuoteRunInput = models.QuoteRun | ModelUsage | Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,17 @@ class Call(Generic[T]):
 
 
 def _segment(value: str) -> str:
-    return quote(value, safe="")
+    return url_quote(value, safe="")
 
 
 def _lines(lines: Lines) -> list[dict[str, Any]]:
-    return [{"meter": meter, "amount": amount} for meter, amount in lines.items()]
+    return [_line(meter, value) for meter, value in lines.items()]
+
+
+def _line(meter: str, value: int | ModelUsage) -> dict[str, Any]:
+    if isinstance(value, ModelUsage):
+        return {"meter": meter, "from_model": value.from_model_payload()}
+    return {"meter": meter, "amount": value}
 
 
 def _nothing(_: Any) -> None:
@@ -136,7 +147,7 @@ def can_use(user_id: str, meter: str, amount: int, user_token: str | None) -> Ca
     return Call("POST", path, models.CanUse.model_validate, body, user_token=user_token)
 
 
-def can_use_lines(user_id: str, lines: Lines, user_token: str | None) -> Call[models.CanUseLines]:
+def can_use_lines(user_id: str, lines: Amounts, user_token: str | None) -> Call[models.CanUseLines]:
     path = f"/v1/users/{_segment(user_id)}/can-use"
     body = {"lines": _lines(lines)}
     return Call("POST", path, models.CanUseLines.model_validate, body, user_token=user_token)
@@ -145,7 +156,7 @@ def can_use_lines(user_id: str, lines: Lines, user_token: str | None) -> Call[mo
 # --- reservations --------------------------------------------------------------------------------------
 
 
-def reserve(user_id: str, lines: Lines, ttl_seconds: int | None) -> Call[models.ReservationInfo]:
+def reserve(user_id: str, lines: Amounts, ttl_seconds: int | None) -> Call[models.ReservationInfo]:
     body = _without_none({"user_id": user_id, "lines": _lines(lines), "ttl_seconds": ttl_seconds})
     return Call("POST", "/v1/reservations", models.ReservationInfo.model_validate, body)
 
@@ -173,7 +184,7 @@ def track(user_id: str, lines: Lines, properties: Mapping[str, Any] | None) -> C
     return Call("POST", "/v1/events", models.EventRecorded.model_validate, body)
 
 
-def refund(user_id: str, lines: Lines, reason: str | None) -> Call[models.RefundRecorded]:
+def refund(user_id: str, lines: Amounts, reason: str | None) -> Call[models.RefundRecorded]:
     body = _without_none({"user_id": user_id, "lines": _lines(lines), "reason": reason})
     return Call("POST", "/v1/refunds", models.RefundRecorded.model_validate, body)
 
@@ -196,3 +207,64 @@ def verify(user_id: str | None) -> Call[models.VerifyResult]:
 def user_token(user_id: str, ttl_seconds: int) -> Call[models.UserToken]:
     body = {"user_id": user_id, "ttl_seconds": ttl_seconds}
     return Call("POST", "/v1/user-tokens", models.UserToken.model_validate, body)
+
+
+# --- prices and quotes -----------------------------------------------------------------------------------
+
+
+def put_price(
+    model: str,
+    input_per_million_cents: int,
+    output_per_million_cents: int,
+    cached_input_per_million_cents: int | None,
+    markup_percent: int,
+) -> Call[models.Price]:
+    body = _without_none(
+        {
+            "input_per_million_cents": input_per_million_cents,
+            "output_per_million_cents": output_per_million_cents,
+            "cached_input_per_million_cents": cached_input_per_million_cents,
+            "markup_percent": markup_percent,
+        }
+    )
+    return Call("PUT", f"/v1/prices/{_segment(model)}", models.Price.model_validate, body)
+
+
+def get_price(model: str) -> Call[models.PriceHistory]:
+    return Call("GET", f"/v1/prices/{_segment(model)}", models.PriceHistory.model_validate)
+
+
+def list_prices() -> Call[list[models.Price]]:
+    return Call("GET", "/v1/prices", lambda body: models.PriceList.model_validate(body).prices)
+
+
+def quote(model: str, input_tokens: int, max_output_tokens: int, cached_input_tokens: int) -> Call[models.Quote]:
+    run = models.QuoteRun(
+        model=model,
+        input_tokens=input_tokens,
+        max_output_tokens=max_output_tokens,
+        cached_input_tokens=cached_input_tokens,
+    )
+    return Call("POST", "/v1/quote", models.Quote.model_validate, run.model_dump())
+
+
+def quote_run(runs: Sequence[QuoteRunInput]) -> Call[models.Quote]:
+    """Several calls quoted at once (an agent run); each a `QuoteRun`, its fields as a mapping, or a `ModelUsage`
+    (its output tokens as the cap, to price calls already made)."""
+    if not runs:
+        raise ValueError("quote_run needs at least one call")
+    body = {"lines": [_quote_run(run).model_dump() for run in runs]}
+    return Call("POST", "/v1/quote", models.Quote.model_validate, body)
+
+
+def _quote_run(run: QuoteRunInput) -> models.QuoteRun:
+    if isinstance(run, models.QuoteRun):
+        return run
+    if isinstance(run, ModelUsage):
+        return models.QuoteRun(
+            model=run.model,
+            input_tokens=run.input_tokens,
+            max_output_tokens=run.output_tokens,
+            cached_input_tokens=run.cached_input_tokens,
+        )
+    return models.QuoteRun.model_validate(run)

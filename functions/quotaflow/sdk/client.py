@@ -4,14 +4,14 @@ retries what may be retried with the same Idempotency-Key."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from quotaflow.sdk import calls, models
-from quotaflow.sdk.calls import Call, LimitInput, Lines
+from quotaflow.sdk.calls import Amounts, Call, LimitInput, Lines, QuoteRunInput
 from quotaflow.sdk.errors import PageLimitReached
 from quotaflow.sdk.reservation import Reservation
 from quotaflow.sdk.retry import Outcome, RetryPolicy
@@ -87,13 +87,13 @@ class Client:
         """Would `amount` fit? Consumes nothing."""
         return self._send(calls.can_use(user_id, meter, amount, user_token))
 
-    def can_use_lines(self, user_id: str, lines: Lines, *, user_token: str | None = None) -> models.CanUseLines:
+    def can_use_lines(self, user_id: str, lines: Amounts, *, user_token: str | None = None) -> models.CanUseLines:
         return self._send(calls.can_use_lines(user_id, lines, user_token))
 
     # --- reservations ----------------------------------------------------------------------------------
 
     def reserve(
-        self, user_id: str, lines: Lines, *, ttl_seconds: int | None = None, idempotency_key: str | None = None
+        self, user_id: str, lines: Amounts, *, ttl_seconds: int | None = None, idempotency_key: str | None = None
     ) -> Reservation:
         """Hold `lines` (`{"tokens": 4000}`) before the work; raises InsufficientQuota and holds nothing if any
         meter lacks room. Use it in a `with` block: leaving it uncommitted releases the hold."""
@@ -122,11 +122,13 @@ class Client:
         properties: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> models.EventRecorded:
-        """Record usage that already happened (no reservation). Hard meters without room: InsufficientQuota."""
+        """Record usage that already happened (no reservation). Hard meters without room: InsufficientQuota.
+        A money meter may take a `ModelUsage` (`{"cents": from_openai(response.usage, "gpt-4o")}`): the server prices
+        it with the model's current price and keeps the price version in the ledger."""
         return self._send(calls.track(user_id, lines, properties), idempotency_key)
 
     def refund(
-        self, user_id: str, lines: Lines, *, reason: str | None = None, idempotency_key: str | None = None
+        self, user_id: str, lines: Amounts, *, reason: str | None = None, idempotency_key: str | None = None
     ) -> models.RefundRecorded:
         return self._send(calls.refund(user_id, lines, reason), idempotency_key)
 
@@ -210,6 +212,43 @@ class Client:
 
     def put_settings(self, *, default_plan_id: str | None, idempotency_key: str | None = None) -> models.TenantSettings:
         return self._send(calls.put_settings(default_plan_id), idempotency_key)
+
+    # --- prices and quotes ----------------------------------------------------------------------------
+
+    def put_price(
+        self,
+        model: str,
+        *,
+        input_per_million_cents: int,
+        output_per_million_cents: int,
+        cached_input_per_million_cents: int | None = None,
+        markup_percent: int = 0,
+        idempotency_key: str | None = None,
+    ) -> models.Price:
+        """Set a model's price (integer cents per million tokens) and markup: a new version; usage already priced
+        keeps the version it was priced with. Without a cached-input price, cached input costs as much as input."""
+        call = calls.put_price(
+            model, input_per_million_cents, output_per_million_cents, cached_input_per_million_cents, markup_percent
+        )
+        return self._send(call, idempotency_key)
+
+    def get_price(self, model: str) -> models.PriceHistory:
+        """The model's current price and every version before it, newest first. No price: NotFound."""
+        return self._send(calls.get_price(model))
+
+    def list_prices(self) -> list[models.Price]:
+        return self._send(calls.list_prices())
+
+    def quote(
+        self, model: str, *, input_tokens: int, max_output_tokens: int, cached_input_tokens: int = 0
+    ) -> models.Quote:
+        """The most a call may cost, before making it: `input_tokens` (not cached) plus the output cap, at the model's
+        current price, in cents rounded up. Reserve `quote.cost_cents` on a `cents` meter. No price: NotFound."""
+        return self._send(calls.quote(model, input_tokens, max_output_tokens, cached_input_tokens))
+
+    def quote_run(self, runs: Sequence[QuoteRunInput]) -> models.Quote:
+        """Several calls, perhaps of several models, quoted at once: totals, and each call's quote in `lines`."""
+        return self._send(calls.quote_run(runs))
 
     # --- admin (admin key) and operations --------------------------------------------------------------
 

@@ -6,7 +6,7 @@ unknown fields instead (`extra="allow"`): a plan read from the server and writte
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,6 +14,7 @@ Enforcement = Literal["hard", "soft", "none"]
 Period = Literal["day", "week", "month", "none"]
 ReservationStatus = Literal["pending", "committed", "released", "expired"]
 KeyKind = Literal["secret", "publishable"]
+TokenCount = Annotated[int, Field(strict=True, ge=0)]  # an int, never a float or a numeric string
 
 
 class Model(BaseModel):
@@ -215,3 +216,56 @@ class UserToken(Model):
 
 class Health(Model):
     ok: bool
+
+
+# --- prices and quotes ---------------------------------------------------------------------------------
+
+
+class Price(Model):
+    """A model's price as of `version` (each change makes a new version; history keeps the old ones). Integer cents
+    per million tokens; `cached_input_per_million_cents` None means cached input costs as much as input."""
+
+    model: str
+    version: int
+    input_per_million_cents: int
+    output_per_million_cents: int
+    cached_input_per_million_cents: int | None = None
+    markup_percent: int
+    updated_at: datetime
+
+
+class PriceHistory(Model):
+    price: Price  # the current version
+    history: list[Price]  # its versions, newest first, the current one included (the server sends up to 100)
+
+
+class PriceList(Model):
+    prices: list[Price]
+
+
+class QuoteRun(Model):
+    """One model call to quote: `input_tokens` not served from a cache, `cached_input_tokens` served from one,
+    `max_output_tokens` the output cap (or the known output, to price a finished call)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    input_tokens: TokenCount
+    max_output_tokens: TokenCount
+    cached_input_tokens: TokenCount = 0
+
+
+class QuoteLine(Model):
+    """The most one call may cost: `tokens` in all, `cost_cents` rounded up, at the price's `price_version`."""
+
+    model: str
+    tokens: int
+    cost_cents: int
+    price_version: int
+
+
+class Quote(QuoteLine):
+    """A quote of one call, or of several (`quote_run`): then `model` is "*", the totals are sums, `price_version` is
+    0 and `lines` holds each call's quote in order."""
+
+    lines: list[QuoteLine] | None = None

@@ -92,7 +92,9 @@ class Reservation(_Held):
         self._send = send
 
     def commit(self, lines: Lines | None = None, *, idempotency_key: str | None = None) -> models.CommitResult:
-        """Record what was used (`{"tokens": 800}`); the rest of the hold comes back. A meter left out commits 0."""
+        """Record what was used (`{"tokens": 800}`); the rest of the hold comes back. A meter left out commits 0.
+        A money meter may take the call's `ModelUsage`, priced by the server: `{"tokens": u.total_tokens, "cents": u}`
+        """
         result = self._send(*self._commit_call(lines, idempotency_key))
         self._ended(result)
         return result

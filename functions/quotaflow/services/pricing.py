@@ -50,6 +50,11 @@ def _price_from(item: Item) -> Price:
 def put_price(scope: Scope, model: str, body: PriceBody) -> Price:
     """A new version of the model's price; the versions before it stay readable."""
     current = scope.store.get(keys.price(scope.tenant_id, model))
+    if (
+        current
+        and PriceBody.model_validate({field: current["price"].get(field) for field in PriceBody.model_fields}) == body
+    ):
+        return _price_from(current)  # PUT is idempotent: the same price again is not a new version
     version = current["price"]["version"] + 1 if current else 1
     price = Price(model=model, version=version, updated_at=iso(scope.now), **body.model_dump())
     tx = scope.store.transaction()

@@ -22,6 +22,7 @@ RESYNC_ATTEMPTS_MAX = 8
 class StoredCounter:
     counter: Counter
     rev: int  # bumped by every write: opening a period or retuning limits is optimistic on it
+    exported: int = 0  # how much of `used` the billing export has sent to Stripe (its watermark)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def load_user(scope: Scope, user_id: str) -> UserState:
         if item["sk"] == keys.SUBSCRIPTION_SK:
             subscription_item = item
         else:
-            counters[item["meter"]] = StoredCounter(items.counter_from(item), item["rev"])
+            counters[item["meter"]] = StoredCounter(items.counter_from(item), item["rev"], item.get("exported", 0))
     if subscription_item is not None:
         limits = UserLimits(
             plan_id=subscription_item["subscription"]["plan_id"],
@@ -121,11 +122,9 @@ def _add_opening(
     else:
         tx.put("counter:open", item, condition="rev = :rev", values={":rev": stored.rev})
     if opening.closed is not None:
-        tx.put(
-            "counter:closed",
-            items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True),
-            condition="attribute_not_exists(pk)",
-        )
+        closed = items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True)
+        closed["exported"] = stored.exported if stored else 0  # the export's final flush continues from here
+        tx.put("counter:closed", closed, condition="attribute_not_exists(pk)")
     add_entries(tx, scope, user_id, opening.postings, ref="period_open")
 
 

@@ -209,14 +209,17 @@ class Store:
         with _mapped_errors():
             self.client.put_item(**kwargs)
 
-    def update(self, key: dict[str, str], update: str, *, values: dict[str, Any]) -> None:
+    def update(self, key: dict[str, str], update: str, *, values: dict[str, Any], condition: str | None = None) -> None:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": to_item(key),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        }
+        if condition:
+            kwargs.update(ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD")
         with _mapped_errors():
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=to_item(key),
-                UpdateExpression=update,
-                ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
-            )
+            self.client.update_item(**kwargs)
 
     def delete(self, key: dict[str, str]) -> None:
         with _mapped_errors():

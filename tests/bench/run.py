@@ -1,0 +1,225 @@
+"""`make bench` (`python -m tests.bench.run`): starts DynamoDB Local, measures, prints a table, then one JSON object
+on the last line. Bounded: every loop has a named limit; the whole run takes about two minutes on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.bench import harness
+
+PARTITION_WRITE_UNITS_PER_S = 1_000  # DynamoDB's per-partition write ceiling
+CYCLE_OPS = ("reserve", "commit")
+TARGETS = {
+    "ddb_calls": "reserve, commit, usage, can_use = 1 call each in steady state",
+    "overhead_ratio": "<= 1.3",
+    "serve_vs_raw_throughput": ">= 0.7",
+    "import_ratio_api": "<= 1.5",
+    "api_imports_neither_stripe_nor_xray": "stripe and the X-Ray SDK never loaded by the API function",
+}
+
+
+def main() -> int:
+    started = time.perf_counter()
+    harness.prepare_environment()
+    sink = harness.LogSink()
+    harness.route_request_log(sink)
+    from tests.bench import budgets, cold_start, latency, throughput
+    from tests.support.ddb_local import DynamoDBLocal
+
+    load_start = harness.machine_load()
+    print(
+        f"quotaflow bench  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  Python {harness.python_version()}  "
+        f"{os.cpu_count()} CPUs  load {load_start:.2f}",
+        flush=True,
+    )
+    cold = cold_start.measure()
+    harness.progress("starting DynamoDB Local")
+    with DynamoDBLocal() as ddb:
+        store = _table(ddb.endpoint)
+        tenant = harness.seed_tenant()
+        harness.progress("calls and capacity per operation")
+        counted = budgets.measure(ddb.endpoint, tenant.key)
+        harness.bind_runtime(store)
+        raw = harness.capture_raw_cycle(tenant, store, "rawfloor-template-user")
+        log_mark = (sink.bytes_written, sink.lines_written)
+        overhead = latency.measure(ddb.endpoint, tenant.key, raw)
+        log_bytes = (sink.bytes_written - log_mark[0]) / max(1, sink.lines_written - log_mark[1])
+        flow = throughput.measure(ddb.endpoint, tenant, raw)
+    load_end = harness.machine_load()
+    results, extras = _results(counted, overhead, flow, cold, log_bytes)
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "load_start": load_start,
+        "load_end": load_end,
+        "python": harness.python_version(),
+    }
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    _print_report(results, extras, counted, raw, flow, cold)
+    print(json.dumps(results, separators=(",", ":")), flush=True)
+    return 0
+
+
+def _table(endpoint: str) -> Any:
+    from quotaflow.store.table import Store
+
+    store = Store(harness.new_client(endpoint), harness.TABLE_NAME)
+    store.create_table()
+    harness.bind_runtime(store)
+    return store
+
+
+def _results(
+    counted: Any, overhead: Any, flow: Any, cold: Any, log_bytes: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON results, and what the table needs besides (objects, not JSON)."""
+    from tests.bench import budgets, capacity, cost
+
+    write_units = sum(counted.wcu_aws(op) for op in CYCLE_OPS)
+    index_units = sum(counted.ledger.index_units(op) for op in CYCLE_OPS)
+    latencies = overhead.summary_ms()
+    cycle_cost = cost.estimate(write_units, 0, latencies["handler_reserve"], latencies["handler_commit"], log_bytes)
+    by_partition = capacity.units_by_partition(counted.ledger, CYCLE_OPS)
+    ddb_calls = {op: counted.count(op) for op in budgets.STEADY_OPS}
+    results: dict[str, Any] = {
+        "ddb_calls": ddb_calls,
+        "ddb_calls_other_paths": {op: counted.count(op) for op in counted.calls if op not in budgets.STEADY_OPS},
+        "wcu": {op: counted.ddb_local_units[op] for op in ("reserve", "commit", "event", "release")},
+        "wcu_aws": {op: counted.wcu_aws(op) for op in ("reserve", "commit", "event", "release", "reserve_idempotent")},
+        "rcu": {op: counted.ddb_local_units[op] for op in ("usage", "can_use")},
+        "write_units_per_cycle_by_partition": {kind: place["units"] for kind, place in by_partition.items()},
+        "partition_ceiling_cycles_per_s": {
+            kind: round(PARTITION_WRITE_UNITS_PER_S / place["units"]) for kind, place in by_partition.items()
+        },
+        "overhead_ratio": round(overhead.ratio, 3),
+        "latency_ms": latencies,
+        "serve_vs_raw_throughput": round(flow.ratio, 3),
+        "throughput_cycles_per_s": {
+            "serve": round(flow.serve_per_s, 1),
+            "raw": round(flow.raw_per_s, 1),
+            "round_ratios": [round(r, 3) for r in flow.round_ratios],
+            "errors": len(flow.errors),
+            "serve_health_round_trip_ms": round(flow.health_round_trip_ms, 2),
+            "cpu_ms_per_cycle": {side: flow.cpu_ms_per_cycle(side) for side in ("serve", "raw")},
+            "other_processes_cores": {side: round(flow.other_cores(side), 2) for side in ("serve", "raw")},
+        },
+        "import_ms": cold.import_ms,
+        "import_ratio_api": round(cold.import_ratio_api, 3),
+        "api_first_request_ms": cold.first_request_ms,
+        "first_request_ratio_api": round(cold.first_request_ms / (cold.import_ms["boto3_client"] or math.nan), 3),
+        "api_loads": cold.loaded_in_api,
+        "api_import_heaviest_ms": {name: ms for name, ms, _ in cold.heaviest},
+        "export_events_per_s": None,
+        "usd_per_million_cycles": round(cycle_cost.total, 3),
+        "usd_per_million_cycles_lines": {name: round(value, 4) for name, value in cycle_cost.lines.items()},
+        "log_bytes_per_request": round(log_bytes, 1),
+    }
+    met = {
+        "ddb_calls": all(ddb_calls[op] == 1 for op in budgets.TARGET_OPS),
+        "overhead_ratio": overhead.ratio <= 1.3,
+        "serve_vs_raw_throughput": flow.ratio >= 0.7 and not flow.errors,
+        "import_ratio_api": cold.import_ratio_api <= 1.5,
+        "api_imports_neither_stripe_nor_xray": not cold.forbidden_loaded,
+    }
+    results["targets"] = {name: {"target": TARGETS[name], "met": met[name]} for name in TARGETS}
+    return results, {"cost": cycle_cost, "index_units": index_units, "by_partition": by_partition}
+
+
+def _row(label: str, *cells: Any, width: int = 44) -> None:
+    print(f"  {label:<{width}}" + "  ".join(str(cell) for cell in cells))
+
+
+def _print_report(
+    results: dict[str, Any], extras: dict[str, Any], counted: Any, raw: Any, flow: Any, cold: Any
+) -> None:
+    from tests.bench import cold_start, cost, latency, throughput
+
+    print("\nDynamoDB per operation, through the API function on a warm container")
+    _row("operation", "calls  DDB-Local CU  AWS WCU (table+index)  what")
+    for op, calls in counted.calls.items():
+        units = (
+            f"{counted.ledger.table_units(op)}+{counted.ledger.index_units(op)}" if counted.ledger.writes[op] else "-"
+        )
+        local = counted.ddb_local_units[op]
+        _row(op, f"{len(calls):>5}  {local:>12g}  {units:>21}  {' '.join(calls)}")
+    print("  (DynamoDB Local's transaction CU does not add up items; AWS WCU applies AWS's rule to the items written)")
+    print(f"  raw floor = the store's own transactions, re-keyed: reserve = {raw.items_described[0]};")
+    print(f"              commit = {raw.items_described[1]}")
+
+    print("\nWrites per reserve+commit cycle, by partition (AWS's rule; 1 partition takes ~1,000 WCU/s)")
+    for kind, place in extras["by_partition"].items():
+        ceiling = PARTITION_WRITE_UNITS_PER_S / place["units"] if place["units"] else math.inf
+        _row(kind, f"{place['items']} items  {place['units']:>2} WCU  -> at most {ceiling:,.0f} cycles/s", width=62)
+
+    summary = results["latency_ms"]
+    print(f"\nOverhead, in-process, {latency.OVERHEAD_SAMPLES} interleaved samples (ms)")
+    _row(
+        "reserve+commit through the API handler",
+        f"median {summary['handler_cycle']}  p90 {summary['handler_cycle_p90']}",
+    )
+    _row("  reserve / commit", f"{summary['handler_reserve']} / {summary['handler_commit']}")
+    _row("same two transactions, raw boto3", f"median {summary['raw_cycle']}  p90 {summary['raw_cycle_p90']}")
+    _row("CPU per cycle, handler / raw", f"{summary['handler_cpu_per_cycle']} / {summary['raw_cpu_per_cycle']}")
+    _row("overhead_ratio", f"{results['overhead_ratio']}  (target {TARGETS['overhead_ratio']})")
+
+    tp = results["throughput_cycles_per_s"]
+    print(
+        f"\nThroughput, reserve+commit cycles/s, {throughput.CLIENT_THREADS} client threads, "
+        f"{throughput.THROUGHPUT_USERS} users, {throughput.ROUNDS} alternating rounds of {throughput.ROUND_SECONDS:g} s"
+    )
+    _row(f"serve (build_server, {throughput.SERVE_WORKERS} workers, HTTP)", tp["serve"])
+    _row("raw boto3, same transactions", tp["raw"])
+    _row(
+        "serve_vs_raw_throughput",
+        f"{results['serve_vs_raw_throughput']}  rounds {tp['round_ratios']}  "
+        f"(target {TARGETS['serve_vs_raw_throughput']})",
+    )
+    _row("serve round trip, GET /v1/health (no database)", f"{tp['serve_health_round_trip_ms']} ms")
+    for side in ("serve", "raw"):
+        spent = "  ".join(f"{group} {ms}" for group, ms in tp["cpu_ms_per_cycle"][side].items())
+        _row(f"CPU ms per cycle, {side}", f"{spent}  (total {sum(tp['cpu_ms_per_cycle'][side].values()):.1f})")
+    others = tp["other_processes_cores"]
+    _row("other processes on the machine meanwhile", f"{others['serve']} cores (serve), {others['raw']} cores (raw)")
+    if flow.errors:
+        _row("errors", f"{len(flow.errors)}, first: {flow.errors[0]}")
+
+    print(f"\nCold start, fresh interpreters, median of {cold_start.IMPORT_RUNS} (ms)")
+    for name, value in cold.import_ms.items():
+        _row(f"import {cold_start.HANDLER_MODULES.get(name, name)}", "n/a (not built yet)" if value is None else value)
+    _row(
+        "import_ratio_api (api / boto3 + client)",
+        f"{results['import_ratio_api']}  (target {TARGETS['import_ratio_api']})",
+    )
+    _row(
+        "api: import + runtime() + first request",
+        f"{cold.first_request_ms}  (ratio {results['first_request_ratio_api']}: the whole cold path, not a target)",
+    )
+    _row("loaded by the API function", cold_start.describe_loaded(cold.loaded_in_api))
+    print(f"  heaviest packages under -X importtime (self time summed, total {cold.import_total_ms} ms):")
+    for name, ms, share in cold.heaviest:
+        _row(f"  {name}", f"{ms:>7} ms  {share:>6.1%}")
+    _row("  of which quotaflow's own, heaviest", ", ".join(f"{name} {ms}" for name, ms in cold.heaviest_own))
+    _row("export_events_per_s", "n/a (billing export not built yet)")
+
+    cycle_cost, index_units = extras["cost"], extras["index_units"]
+    print("\nCost per million reserve+commit cycles (USD)")
+    for name, value in cycle_cost.lines.items():
+        _row(name, f"{value:8.3f}")
+    _row("usd_per_million_cycles", f"{cycle_cost.total:8.3f}")
+    for line in cost.assumptions(cycle_cost, index_units):
+        print(f"  - {line}")
+
+    print("\nTargets (issue 11)")
+    for name, verdict in results["targets"].items():
+        _row(name, f"{'met   ' if verdict['met'] else 'MISSED'}  {verdict['target']}")
+    load = results["machine"]
+    print(f"\nmachine load {load['load_start']:.2f} -> {load['load_end']:.2f}; run took {results['seconds']} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
