@@ -127,7 +127,12 @@ def test_plans_subscriptions_and_settings(qf: Api) -> None:
     assert qf("PUT", "/v1/settings", {"default_plan_id": "plan_paygo"}).body == {
         "tenant_id": "acme",
         "default_plan_id": "plan_paygo",
+        "allowed_origins": [],
     }
+    origins = qf("PUT", "/v1/settings", {"allowed_origins": ["https://app.example.com", "http://localhost:3000"]})
+    assert origins.body["default_plan_id"] == "plan_paygo", "fields left out keep their value"
+    assert qf("GET", "/v1/settings").body["allowed_origins"] == ["https://app.example.com", "http://localhost:3000"]
+    assert qf("PUT", "/v1/settings", {"allowed_origins": ["*"]}).status == 400
     assert qf("GET", "/v1/users/u2/usage").body["plan_id"] == "plan_paygo"
     assert qf("PUT", "/v1/settings", {"default_plan_id": "nope"}).status == 404
 

@@ -75,3 +75,34 @@ def test_rotating_the_token_secret_keeps_issued_tokens_alive(
         assert pk("GET", "/v1/users/u1/usage", headers={"X-Quotaflow-User-Token": token}).status == 200
     clock.advance(hours=24, seconds=1)
     assert pk("GET", "/v1/users/u1/usage", headers={"X-Quotaflow-User-Token": old}).status == 401
+
+
+def test_the_widget_routes_answer_cors_only_for_the_tenants_origins(qf: Api, tenant_keys: dict[str, str]) -> None:
+    from quotaflow.handlers import api
+    from quotaflow.local.events import LocalContext, http_event
+
+    qf("PUT", "/v1/settings", {"allowed_origins": ["https://app.example.com"]})
+    token = qf("POST", "/v1/user-tokens", {"user_id": "u1"}).body["token"]
+
+    def browser(origin: str, method: str = "GET") -> dict[str, Any]:
+        headers = {
+            "Origin": origin,
+            "Authorization": f"Bearer {tenant_keys['publishable_key']}",
+            "X-Quotaflow-User-Token": token,
+        }
+        if method == "OPTIONS":
+            headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+        return api.handler(http_event(method, "/v1/users/u1/usage", headers=headers), LocalContext())
+
+    allowed = browser("https://app.example.com")
+    assert allowed["statusCode"] == 200
+    assert allowed["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"
+    foreign = browser("https://evil.example.net")
+    assert "Access-Control-Allow-Origin" not in foreign["headers"], "the browser will not let that page read it"
+    preflight = browser("https://app.example.com", "OPTIONS")
+    assert preflight["statusCode"] == 204
+    assert "X-Quotaflow-User-Token" in preflight["headers"]["Access-Control-Allow-Headers"]
+    assert (
+        "Access-Control-Allow-Origin"
+        not in qf("GET", "/v1/plans", headers={"Origin": "https://app.example.com"}).headers
+    )

@@ -108,7 +108,7 @@ def test_a_new_default_plan_user_opens_once_under_a_burst(ddb_store: Store, cloc
             },
         ),
     )
-    plans.put_settings(setup.scope, "free")
+    plans.put_settings(setup.scope, allowed_origins=None, change_default_plan=True, default_plan="free")
     pool = containers(ddb_store, clock)
     outcomes = run_parallel(
         64, lambda i: metering.track(pool[i % THREADS].scope, "newcomer", lines(tokens=1, requests=1), None, None)

@@ -198,7 +198,7 @@ def test_default_plan_users_need_no_subscription(store: Store, clock: Clock) -> 
     plans.put_plan(pro.scope, MONTHLY)
     with pytest.raises(NotFound):
         metering.usage(pro.scope, "newcomer")
-    plans.put_settings(pro.scope, "plan_pro")
+    plans.put_settings(pro.scope, allowed_origins=None, change_default_plan=True, default_plan="plan_pro")
     assert metering.usage(pro.scope, "newcomer").plan_id == "plan_pro"
     metering.reserve(pro.scope, "newcomer", lines(tokens=10), 60, None)
     with pytest.raises(NotFound):

@@ -24,8 +24,10 @@ from quotaflow.handlers.http import (
     idempotency_claim,
     path_id,
     preflight,
+    preflight_response,
     tenant_scope,
     undecodable_body,
+    with_cors,
 )
 from quotaflow.handlers.runtime import runtime
 from quotaflow.ledger import errors
@@ -59,7 +61,7 @@ LEDGER_PAGE_MAX = 200
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.perf_counter()
-    response = undecodable_body(event) or app.resolve(event, context)
+    response = preflight_response(event) or undecodable_body(event) or with_cors(event, app.resolve(event, context))
     http = event.get("requestContext", {}).get("http", {})
     logger.info(
         "request",
@@ -220,7 +222,12 @@ def get_subscription(user_id: str) -> SubscriptionView:
 @app.put("/v1/settings")
 @access("secret")
 def put_settings(body: Annotated[schemas.SettingsBody, Body()]) -> SettingsView:
-    return plans.put_settings(tenant_scope(), body.default_plan_id)
+    return plans.put_settings(
+        tenant_scope(),
+        allowed_origins=body.allowed_origins,
+        change_default_plan="default_plan_id" in body.model_fields_set,
+        default_plan=body.default_plan_id,
+    )
 
 
 @app.get("/v1/settings")

@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
@@ -24,6 +25,7 @@ from quotaflow.services import tenants, tokens
 from quotaflow.services.idempotency import IdempotencyClaim, Replay, remember_failure
 from quotaflow.services.scope import Scope
 from quotaflow.services.tenants import Principal
+from quotaflow.store import keys
 
 BODY_BYTES_MAX = 64 * 1024
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
@@ -197,6 +199,54 @@ def undecodable_body(event: dict[str, Any]) -> dict[str, Any] | None:
             "body": json.dumps(_error_body(error), separators=(",", ":")),
         }
     return None
+
+
+# --- CORS for the browser widget: only usage and can-use, only from the tenant's allowed origins -------------
+
+BROWSER_ROUTE = re.compile(r"^/v1/users/[^/]+/(usage|can-use)$")
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Quotaflow-User-Token",
+    "Access-Control-Max-Age": "600",
+    "Vary": "Origin",
+}
+
+
+def preflight_response(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Answer a browser's preflight for the widget's routes. A preflight carries no key, so it cannot know the
+    tenant: it is allowed for any origin, and the real response carries Access-Control-Allow-Origin only for the
+    tenant's allowed origins, without which the browser never lets the page read it."""
+    http = (event.get("requestContext") or {}).get("http") or {}
+    origin = (event.get("headers") or {}).get("origin")
+    if http.get("method") != "OPTIONS" or not origin or not BROWSER_ROUTE.match(event.get("rawPath") or ""):
+        return None
+    return {"statusCode": 204, "headers": {**CORS_HEADERS, "Access-Control-Allow-Origin": origin}, "body": ""}
+
+
+def with_cors(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    origin = (event.get("headers") or {}).get("origin")
+    if not origin or not BROWSER_ROUTE.match(event.get("rawPath") or ""):
+        return response
+    bearer = str((event.get("headers") or {}).get("authorization") or "")
+    try:
+        principal = tenants.authenticate(runtime().store, bearer.removeprefix("Bearer ").strip(), runtime().key_cache)
+    except errors.QuotaflowError:
+        return response
+    if origin not in _allowed_origins(principal.tenant_id):
+        return response
+    headers = {**(response.get("headers") or {}), **CORS_HEADERS, "Access-Control-Allow-Origin": origin}
+    return {**response, "headers": headers}
+
+
+def _allowed_origins(tenant_id: str) -> list[str]:
+    bound = runtime()
+    cache_key = (tenant_id, "allowed_origins")
+    cached = bound.key_cache.origins.get(cache_key)
+    if cached is None:
+        tenant = bound.store.get(keys.tenant(tenant_id)) or {}
+        cached = list(tenant.get("allowed_origins", []))
+        bound.key_cache.origins.put(cache_key, cached)
+    return cached
 
 
 # --- errors: the one map from domain errors to HTTP ------------------------------------------------------

@@ -43,8 +43,15 @@ class SubscriptionBody(Body):
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
 
 
+Origin = Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=255)]
+ORIGINS_MAX = 20
+
+
 class SettingsBody(Body):
+    """Fields left out keep their value; `null` clears the default plan."""
+
     default_plan_id: EntityId | None = None
+    allowed_origins: list[Origin] | None = Field(default=None, max_length=ORIGINS_MAX)
 
 
 class CanUseBody(Body):

@@ -87,11 +87,29 @@ def get_subscription(scope: Scope, user_id: str) -> SubscriptionView:
 
 
 def get_settings(scope: Scope) -> SettingsView:
-    return SettingsView(tenant_id=scope.tenant_id, default_plan_id=default_plan_id(scope))
+    tenant = scope.store.get(keys.tenant(scope.tenant_id)) or {}
+    return SettingsView(
+        tenant_id=scope.tenant_id,
+        default_plan_id=tenant.get("default_plan_id"),
+        allowed_origins=tenant.get("allowed_origins", []),
+    )
 
 
-def put_settings(scope: Scope, default_plan: str | None) -> SettingsView:
-    """Set the default plan; users on the old default (never subscribed themselves) move with it."""
+def put_settings(
+    scope: Scope, *, allowed_origins: list[str] | None, change_default_plan: bool, default_plan: str | None
+) -> SettingsView:
+    """Change what is given (`allowed_origins` None: unchanged). A new default plan moves the users on the old
+    one along (users the app never subscribed itself)."""
+    if allowed_origins is not None:
+        scope.store.update(
+            keys.tenant(scope.tenant_id), "SET allowed_origins = :origins", values={":origins": allowed_origins}
+        )
+    if change_default_plan:
+        _set_default_plan(scope, default_plan)
+    return get_settings(scope)
+
+
+def _set_default_plan(scope: Scope, default_plan: str | None) -> None:
     new_plan = get_plan(scope, default_plan) if default_plan else None
     old_plan_id = default_plan_id(scope)
     scope.store.update(keys.tenant(scope.tenant_id), "SET default_plan_id = :plan", values={":plan": default_plan})
@@ -104,4 +122,3 @@ def put_settings(scope: Scope, default_plan: str | None) -> SettingsView:
         ):
             if subscriber.get("implicit"):
                 resync(scope, subscriber["gsi1sk"], new_plan, implicit=True)
-    return SettingsView(tenant_id=scope.tenant_id, default_plan_id=default_plan)

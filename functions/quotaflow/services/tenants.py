@@ -44,6 +44,7 @@ class KeyCache:
     token_secrets: Expiring[SigningSecrets] = field(
         default_factory=lambda: Expiring(KEY_CACHE_SECONDS, KEY_CACHE_ENTRIES_MAX)
     )
+    origins: Expiring[list[str]] = field(default_factory=lambda: Expiring(KEY_CACHE_SECONDS, KEY_CACHE_ENTRIES_MAX))
 
     def get(self, key_hash: str) -> Principal | None:
         hit = self.entries.get(key_hash)

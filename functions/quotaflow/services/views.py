@@ -124,6 +124,7 @@ class SubscriptionView(BaseModel):
 class SettingsView(BaseModel):
     tenant_id: str
     default_plan_id: str | None
+    allowed_origins: list[str] = []  # browser origins the widget may call usage from (CORS)
 
 
 class TenantCreatedView(BaseModel):
