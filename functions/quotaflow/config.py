@@ -18,6 +18,8 @@ class Settings(BaseModel):
     admin_key_secret_arn: str | None = None  # in AWS the admin key lives in Secrets Manager, read at cold start
     kms_key_id: str | None = None  # encrypts tenants' Stripe secrets; without it they are sealed locally
     stripe_api_base: str | None = None  # where the Stripe SDK sends requests (a loopback server in tests)
+    alert_bus: str | None = None  # the EventBridge bus alerts are also put on
+    allow_loopback_webhooks: bool = False  # `serve` only: http webhooks to 127.0.0.1 for local receivers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -30,4 +32,5 @@ class Settings(BaseModel):
             admin_key_secret_arn=env.get("QUOTAFLOW_ADMIN_KEY_SECRET_ARN") or None,
             kms_key_id=env.get("QUOTAFLOW_KMS_KEY_ID") or None,
             stripe_api_base=env.get("QUOTAFLOW_STRIPE_API_BASE") or None,
+            alert_bus=env.get("QUOTAFLOW_ALERT_BUS") or None,
         )

@@ -94,6 +94,11 @@ TTL_REMOVALS: Mapping[str, Any] = {
     "eventName": ["REMOVE"],
     "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]},
 }
+# Counter writes (the only records that can cross an alert threshold); everything else never invokes the notifier.
+COUNTER_WRITES: Mapping[str, Any] = {
+    "eventName": ["INSERT", "MODIFY"],
+    "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "S#CTR#"}]}}},
+}
 EXPORT_FAILURES = AppMetricAlarm("ExportFailures", "Sum", threshold=1, period_minutes=60)
 # The sweeper runs every minute; a reservation overdue by 10 minutes means it is failing or falling behind.
 OLDEST_OVERDUE_RESERVATION = AppMetricAlarm(
@@ -135,12 +140,11 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("Api", f"{HANDLER_PACKAGE}.api.handler", Bundle.SERVER, HttpRoute("ANY", API_PATH), access=frozenset({Access.TABLE, Access.ADMIN_KEY, Access.TENANT_SECRETS}), timeout_s=10),  # noqa: E501
     FunctionSpec("StripeWebhook", f"{HANDLER_PACKAGE}.stripe_webhook.handler", Bundle.STRIPE, HttpRoute("POST", STRIPE_WEBHOOK_PATH), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=10),  # noqa: E501
     # a failed minute is redone by the next, so no retries
-    FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,)),  # noqa: E501
+    FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,)),  # noqa: E501
     FunctionSpec("Reaper", f"{HANDLER_PACKAGE}.reaper.handler", Bundle.SERVER, TableStream(filters=(TTL_REMOVALS,), from_oldest=True), retry_attempts=5),  # noqa: E501
     # one run at a time keeps Stripe's one-call-per-customer-and-meter rule
     FunctionSpec("BillingExport", f"{HANDLER_PACKAGE}.billing_export.handler", Bundle.STRIPE, Every(minutes=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=300, reserved_concurrency=1, alarms=(EXPORT_FAILURES,)),  # noqa: E501
-    # enable when functions/quotaflow/handlers/notifier.py exists
-    FunctionSpec("Notifier", f"{HANDLER_PACKAGE}.notifier.handler", Bundle.SERVER, TableStream(), access=frozenset({Access.TABLE, Access.ALERT_BUS}), retry_attempts=5, enabled=False),  # noqa: E501
+    FunctionSpec("Notifier", f"{HANDLER_PACKAGE}.notifier.handler", Bundle.SERVER, TableStream(filters=(COUNTER_WRITES,)), access=frozenset({Access.TABLE, Access.ALERT_BUS, Access.TENANT_SECRETS}), retry_attempts=5),  # noqa: E501
 )
 # fmt: on
 

@@ -35,7 +35,7 @@ from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
 from quotaflow.ledger.prices import MODEL_PATTERN, Price, PriceBody, TokenCounts
 from quotaflow.observability import logger
-from quotaflow.services import audit, credits, metering, plans, pricing, stripe_config, tenants, tokens, users
+from quotaflow.services import alerts, audit, credits, metering, plans, pricing, stripe_config, tenants, tokens, users
 from quotaflow.services.views import (
     CanUseLinesView,
     CanUseView,
@@ -459,3 +459,21 @@ def put_stripe_config(body: Annotated[stripe_config.StripeConfigBody, Body()]) -
 @access("secret")
 def get_stripe_config() -> stripe_config.StripeConfigView:
     return stripe_config.get_config(tenant_scope())
+
+
+# --- outgoing webhooks (alerts) ---------------------------------------------------------------------------
+
+
+@app.put("/v1/webhooks")
+@access("secret")
+def put_webhook(body: Annotated[alerts.WebhookBody, Body()]) -> alerts.WebhookView:
+    """Where alerts are POSTed, signed with `secret` (shown masked from now on)."""
+    scope = tenant_scope()
+    bound = runtime()
+    return alerts.put_webhook(scope, bound.secret_box, body, allow_loopback_http=bound.settings.allow_loopback_webhooks)
+
+
+@app.get("/v1/webhooks")
+@access("secret")
+def get_webhook() -> alerts.WebhookView:
+    return alerts.get_webhook(tenant_scope())

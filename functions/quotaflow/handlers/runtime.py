@@ -3,14 +3,16 @@ Built once from the environment on the first invocation (never at import), or bo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from quotaflow.config import Settings
 from quotaflow.services.scope import ContainerCache
 from quotaflow.services.tenants import KeyCache
-from quotaflow.store.connect import connect, read_admin_key, secret_box
+from quotaflow.store.connect import connect, events_client, read_admin_key, secret_box
 from quotaflow.store.secret_box import SecretBox
 from quotaflow.store.table import Store
 
@@ -23,6 +25,26 @@ class Runtime:
     cache: ContainerCache = field(default_factory=ContainerCache)
     key_cache: KeyCache = field(default_factory=KeyCache)
     _secret_box: SecretBox | None = None
+
+    _events: Any = None
+
+    def publish(self, detail: dict[str, Any], tenant_id: str) -> None:
+        """Put an alert on the stack's EventBridge bus (QUOTAFLOW_ALERT_BUS); nowhere when none is configured."""
+        if not self.settings.alert_bus:
+            return
+        if self._events is None:
+            self._events = events_client(self.settings)
+        self._events.put_events(
+            Entries=[
+                {
+                    "EventBusName": self.settings.alert_bus,
+                    "Source": "quotaflow",
+                    "DetailType": detail["type"],
+                    "Detail": json.dumps(detail),
+                    "Resources": [f"tenant/{tenant_id}"],
+                }
+            ]
+        )
 
     @property
     def secret_box(self) -> SecretBox:

@@ -62,6 +62,7 @@ class Counter:
     used: int = 0
     reserved: int = 0
     available: int = 0
+    alerts: tuple[int, ...] = ()  # threshold percents of quota + credits; the notifier reads them off the stream
 
     @property
     def remaining(self) -> int:
@@ -139,6 +140,7 @@ def open_period(previous: Counter | None, limit: EffectiveLimit, period: Period,
         label=limit.label,
         enforcement=limit.enforcement,
         limits_version=limits_version,
+        alerts=limit.alerts,
     )
     postings = [Posting("quota_change", limit.meter, period.key, Delta(quota=limit.quota))]
     if previous is None:
@@ -166,6 +168,7 @@ def retune(counter: Counter, limit: EffectiveLimit, limits_version: int) -> tupl
         enforcement=limit.enforcement,
         period=limit.period,
         limits_version=limits_version,
+        alerts=limit.alerts,
     )
     if limit.quota != counter.quota:
         posting = Posting("quota_change", counter.meter, counter.period_key, Delta(quota=limit.quota - counter.quota))

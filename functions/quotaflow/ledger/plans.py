@@ -11,6 +11,8 @@ from quotaflow.ledger.periods import PeriodKind
 
 Enforcement = Literal["hard", "soft", "none"]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+AlertThreshold = Annotated[int, Field(strict=True, ge=1, le=1000)]  # percent of quota + credits
+ALERTS_PER_LIMIT_MAX = 10
 METERS_PER_PLAN_MAX = 40  # keeps a user's limit change (subscription + counters + entries) in one transaction
 
 
@@ -23,6 +25,7 @@ class Limit(BaseModel):
     quota: Amount
     period: PeriodKind = "month"
     enforcement: Enforcement = "hard"
+    alerts: list[AlertThreshold] = Field(default=[], max_length=ALERTS_PER_LIMIT_MAX)
 
 
 class LimitOverride(BaseModel):
@@ -34,6 +37,7 @@ class LimitOverride(BaseModel):
     quota: Amount | None = None
     period: PeriodKind | None = None
     enforcement: Enforcement | None = None
+    alerts: list[AlertThreshold] | None = Field(default=None, max_length=ALERTS_PER_LIMIT_MAX)
 
 
 class StripePlanSettings(BaseModel):
@@ -71,6 +75,7 @@ class EffectiveLimit(BaseModel):
     quota: int
     period: PeriodKind
     enforcement: Enforcement
+    alerts: tuple[int, ...] = ()
     retired: bool = False  # dropped from the plan but still holding reservations: they may end, nothing new starts
 
 
@@ -89,5 +94,8 @@ def effective_limits(plan: Plan, custom_limits: dict[str, LimitOverride]) -> dic
             quota=quota,
             period=override.period or (base.period if base else "none"),
             enforcement=override.enforcement or (base.enforcement if base else "hard"),
+            alerts=tuple(
+                sorted(set(override.alerts if override.alerts is not None else (base.alerts if base else [])))
+            ),
         )
     return merged

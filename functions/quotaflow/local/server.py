@@ -7,7 +7,6 @@ one in-process worker; with `--dynamodb-endpoint` a pool of worker processes ser
 from __future__ import annotations
 
 import hmac
-import importlib
 import json
 import logging
 import os
@@ -28,22 +27,42 @@ from quotaflow.ledger.periods import parse_iso
 
 BODY_READ_MAX = 1024 * 1024  # the API refuses bodies over 64 KiB with 413; past this the server stops reading
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
-# The scheduled functions `serve` runs on timers and on POST /_local/run/{job}: name -> (module, seconds between runs)
-JOBS: dict[str, tuple[str, float]] = {
-    "sweeper": ("quotaflow.handlers.sweeper", 5.0),
-    "billing-export": ("quotaflow.handlers.billing_export", 3600.0),
-}
+# The scheduled functions `serve` runs on timers and on POST /_local/run/{job}: name -> seconds between runs
+JOBS: dict[str, float] = {"sweeper": 5.0, "notifier": 2.0, "billing-export": 3600.0}
+Job = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def run_job(name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Call a scheduled function's handler in this process (its runtime is bound like the API's)."""
+def _bind_jobs(settings: Settings, client: Any) -> dict[str, Job]:
+    """Each scheduled function's handler, called in this process (bound to the same table as the API). The
+    notifier also gets the table's stream, polled: Lambda's event source mapping in AWS."""
+    import boto3
+
+    from quotaflow.handlers import billing_export, notifier, sweeper
     from quotaflow.local.events import LocalContext
+    from quotaflow.local.streams import StreamPoller
+    from quotaflow.store.connect import CLIENT_CONFIG
 
-    module = importlib.import_module(JOBS[name][0])
-    report: dict[str, Any] = module.handler(event, cast(LambdaContext, LocalContext(function_name=f"quotaflow-{name}")))
-    return report
+    def context(name: str) -> LambdaContext:
+        return cast(LambdaContext, LocalContext(function_name=f"quotaflow-{name}"))
+
+    streams = boto3.client(
+        "dynamodbstreams", region_name=settings.region, endpoint_url=settings.dynamodb_endpoint, config=CLIENT_CONFIG
+    )
+    poller = StreamPoller(client, streams, settings.table_name)
+
+    def notify(event: dict[str, Any]) -> dict[str, Any]:
+        records = poller.poll()
+        written = notifier.handler({"Records": records}, context("notifier")) if records else {}
+        return {"stream_records": len(records), **written, **notifier.handler(event, context("notifier"))}
+
+    return {
+        "sweeper": lambda event: sweeper.handler(event, context("sweeper")),
+        "notifier": notify,
+        "billing-export": lambda event: billing_export.handler(event, context("billing-export")),
+    }
 
 
+_bound_clients: dict[str, Any] = {}  # table -> the DynamoDB client this process bound the functions to
 WEBHOOK_PREFIX = "/v1/stripe/webhook/"  # routed to its own function, as API Gateway does in AWS
 
 
@@ -57,6 +76,7 @@ def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
     store = Store(client, settings.table_name) if client is not None else connect(settings)
     store.create_table()
     bind(Runtime(store=store, settings=settings))
+    _bound_clients[settings.table_name] = store.client
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
         context = cast(LambdaContext, LocalContext())
@@ -76,6 +96,7 @@ class InProcess:
         self, settings: Settings, client: Any | None = None, on_close: Callable[[], None] | None = None
     ) -> None:
         self._invoke = _bind_api(settings, client)
+        self._jobs = _bind_jobs(settings, _bound_clients[settings.table_name])
         self._lock = threading.Lock()
         self._on_close = on_close
 
@@ -85,7 +106,7 @@ class InProcess:
 
     def job(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            return run_job(name, event)
+            return self._jobs[name](event)
 
     def close(self) -> None:
         if self._on_close is not None:
@@ -109,7 +130,9 @@ class WorkerPool:
     """N worker processes, each one "container" with its own caches, for a real DynamoDB endpoint."""
 
     def __init__(self, settings: Settings, workers: int) -> None:
-        _bind_api(settings)  # create the table once, before the workers start
+        _bind_api(settings)  # create the table once, before the workers start; scheduled jobs run in this process
+        self._jobs = _bind_jobs(settings, _bound_clients[settings.table_name])
+        self._jobs_lock = threading.Lock()
         self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(settings,))
         for future in [self._pool.submit(os.getpid) for _ in range(workers)]:
             future.result()
@@ -118,7 +141,8 @@ class WorkerPool:
         return self._pool.submit(_worker_call, event).result()
 
     def job(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
-        return run_job(name, event)  # the parent process is bound to the same table, and DynamoDB is concurrent
+        with self._jobs_lock:  # the stream poller keeps position: one job at a time in this process
+            return self._jobs[name](event)
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -262,7 +286,7 @@ class Timers:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for name, (_, interval_s) in JOBS.items():
+        for name, interval_s in JOBS.items():
             thread = threading.Thread(target=self._every, args=(name, interval_s), name=f"timer-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -324,7 +348,9 @@ def build_server(
 ) -> LocalServer:
     """Create the table if missing, bind the API, listen. The port answers only once all of that is done."""
     admin_key = admin_key or os.environ.get("QUOTAFLOW_ADMIN_KEY") or "qf_admin_" + secrets.token_urlsafe(24)
-    settings = Settings(table_name=table_name, dynamodb_endpoint=dynamodb_endpoint, admin_key=admin_key)
+    settings = Settings(
+        table_name=table_name, dynamodb_endpoint=dynamodb_endpoint, admin_key=admin_key, allow_loopback_webhooks=True
+    )
     invoke: InProcess | WorkerPool
     if dynamodb_endpoint is None:
         client, stop = start_embedded_dynamodb()

@@ -165,7 +165,7 @@ def _add_retune(
     tx.update(
         "counter:retune",
         key,
-        "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v "
+        "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v, alerts = :alerts "
         "ADD quota :dq, available :dq, rev :one",
         condition=condition,
         names={"#period": "period"},
@@ -174,6 +174,7 @@ def _add_retune(
             ":label": updated.label,
             ":enforcement": updated.enforcement,
             ":period": updated.period,
+            ":alerts": list(updated.alerts),
             ":dq": quota_delta,
             ":one": 1,
         },

@@ -48,3 +48,7 @@ def secret_box(settings: Settings) -> SecretBox:
     if settings.kms_key_id:
         return KmsSecretBox(boto3.client("kms", region_name=settings.region, config=CLIENT_CONFIG), settings.kms_key_id)
     return LocalSecretBox(settings.admin_key or settings.table_name)
+
+
+def events_client(settings: Settings) -> Any:
+    return boto3.client("events", region_name=settings.region, config=CLIENT_CONFIG)

@@ -33,6 +33,7 @@ def counter_item(tenant_id: str, user_id: str, counter: Counter, *, closed: bool
         "enforcement": counter.enforcement,
         "limits_version": counter.limits_version,
         "rev": rev,
+        "alerts": list(counter.alerts),
         **{name: getattr(counter, name) for name in COUNTER_FIELDS},
     }
 
@@ -46,6 +47,7 @@ def counter_from(item: Item) -> Counter:
         label=item["label"],
         enforcement=item["enforcement"],
         limits_version=item["limits_version"],
+        alerts=tuple(item.get("alerts", ())),
         **{name: item[name] for name in COUNTER_FIELDS},
     )
 

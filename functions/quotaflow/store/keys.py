@@ -111,6 +111,17 @@ GRANT_PREFIX = "G#"
 STRIPE_TENANTS = "STRIPE_TENANTS"  # partition listing the tenants with a Stripe configuration (billing export)
 
 
+ALERTS_DUE = "ALERTS#DUE"  # GSI2 partition of alerts awaiting (re)delivery, sorted by next attempt
+
+
+def alert(tenant_id: str, event_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}#ALERT#{event_id}", "sk": "ALERT"}
+
+
+def webhook(tenant_id: str) -> Key:
+    return {"pk": f"T#{tenant_id}", "sk": "WEBHOOK"}
+
+
 def stripe_config(tenant_id: str) -> Key:
     return {"pk": f"T#{tenant_id}", "sk": "STRIPE"}
 

@@ -209,7 +209,15 @@ class Store:
         with _mapped_errors():
             self.client.put_item(**kwargs)
 
-    def update(self, key: dict[str, str], update: str, *, values: dict[str, Any], condition: str | None = None) -> None:
+    def update(
+        self,
+        key: dict[str, str],
+        update: str,
+        *,
+        values: dict[str, Any],
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": to_item(key),
@@ -218,6 +226,8 @@ class Store:
         }
         if condition:
             kwargs.update(ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
         with _mapped_errors():
             self.client.update_item(**kwargs)
 
