@@ -46,6 +46,21 @@ def _bind_api(store: Store, settings: Settings) -> None:
 
 FUNCTIONS: dict[str, LambdaFunction] = {
     "api": LambdaFunction("quotaflow.handlers.api:handler", "the HTTP API (API Gateway v2 events)", _bind_api),
+    "stripe-webhook": LambdaFunction(
+        "quotaflow.handlers.stripe_webhook:handler",
+        "Stripe webhooks (API Gateway v2 events, Stripe-Signature)",
+        _bind_api,
+    ),
+    "sweeper": LambdaFunction("quotaflow.handlers.sweeper:handler", "expiry sweep (EventBridge schedule)", _bind_api),
+    "reaper": LambdaFunction("quotaflow.handlers.reaper:handler", "TTL reaper (DynamoDB stream batches)", _bind_api),
+    "notifier": LambdaFunction(
+        "quotaflow.handlers.notifier:handler",
+        "alerts (DynamoDB stream batches, or a schedule for redelivery)",
+        _bind_api,
+    ),
+    "billing-export": LambdaFunction(
+        "quotaflow.handlers.billing_export:handler", "usage to Stripe meter events (EventBridge schedule)", _bind_api
+    ),
 }
 
 
