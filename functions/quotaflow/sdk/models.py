@@ -154,6 +154,7 @@ class Limit(Model):
     quota: int
     period: Period = "month"
     enforcement: Enforcement = "hard"
+    alerts: list[int] = []  # percents of quota + credits that trigger a usage.threshold_crossed webhook
 
 
 class StripePlanSettings(Model):
