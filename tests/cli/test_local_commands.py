@@ -53,8 +53,13 @@ def test_invoke_says_which_placeholder_lacks_a_value(capsys: pytest.CaptureFixtu
 
 def test_invoke_knows_its_functions(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        main(["invoke", "sweeper", event("health")])
-    assert "invalid choice: 'sweeper'" in capsys.readouterr().err
+        main(["invoke", "scheduler", event("health")])
+    assert "invalid choice: 'scheduler'" in capsys.readouterr().err
+
+
+def test_invoke_runs_a_scheduled_function_on_its_sample_event(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["invoke", "sweeper", str(EVENTS.parent / "schedule" / "sweeper.json")]) == 0
+    assert '"expired": 0' in capsys.readouterr().out
 
 
 def test_demo_walks_the_seed_scenario_through_the_sdk(capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,6 +117,10 @@ def _print_response(source: str, response: dict[str, Any], as_json: bool) -> Non
     if as_json:
         print_json(response, indent=None)
         return
+    if "statusCode" not in response:  # not an HTTP function: its return value is the result
+        print(f"== {source}")
+        print_json(response)
+        return
     print(f"== {source}  [{response.get('statusCode')}]")
     for name, value in (response.get("headers") or {}).items():
         print(f"{name}: {value}")
