@@ -35,3 +35,10 @@ def test_the_prices_snippet_runs_as_written_and_prints_what_its_comments_say(
     server: LocalServer, tenant: TenantCreated
 ) -> None:
     assert run_snippet(QUICKSTART_PRICES, server, tenant) == ["16000 10", "13500 495"]
+
+
+@pytest.mark.parametrize(("marker", "snippet"), [("sdk-quickstart", QUICKSTART), ("sdk-prices", QUICKSTART_PRICES)])
+def test_the_readme_shows_the_snippets_that_run(marker: str, snippet: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = readme.split(f"<!-- {marker}:start -->\n```python\n", 1)[1].split("```\n<!-- ", 1)[0]
+    assert shown.strip() == snippet.read_text().strip()
