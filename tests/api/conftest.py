@@ -94,3 +94,10 @@ def qf(tenant_keys: dict[str, str]) -> Api:
         == 200
     )
     return client
+
+
+def bind_with_stripe(store: Store, clock: Clock, stripe_api_base: str) -> Runtime:
+    """The functions' runtime with the Stripe SDK pointed at a loopback Stripe server."""
+    bound = Runtime(store=store, clock=clock, settings=Settings(admin_key=ADMIN_KEY, stripe_api_base=stripe_api_base))
+    bind(bound)
+    return bound

@@ -9,12 +9,11 @@ from typing import Any, cast
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from quotaflow.config import Settings
 from quotaflow.handlers import billing_export
-from quotaflow.handlers.runtime import Runtime, bind
+from quotaflow.handlers.runtime import Runtime
 from quotaflow.local.events import LocalContext, scheduled_event
 from quotaflow.store.table import Store
-from tests.api.conftest import ADMIN_KEY, Api
+from tests.api.conftest import Api, bind_with_stripe
 from tests.conftest import Clock
 from tests.support.stripe_stub import StripeStub
 
@@ -32,9 +31,7 @@ def stub(clock: Clock) -> Iterator[StripeStub]:
 
 @pytest.fixture
 def runtime(moto_store: Store, clock: Clock, stub: StripeStub) -> Runtime:
-    bound = Runtime(store=moto_store, clock=clock, settings=Settings(admin_key=ADMIN_KEY, stripe_api_base=stub.url))
-    bind(bound)
-    return bound
+    return bind_with_stripe(moto_store, clock, stub.url)
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from typing import Any, cast
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from quotaflow.config import Settings
 from quotaflow.handlers import stripe_webhook
-from quotaflow.handlers.runtime import Runtime, bind
+from quotaflow.handlers.runtime import Runtime
 from quotaflow.local.events import LocalContext, http_event
 from quotaflow.store.table import Store
-from tests.api.conftest import ADMIN_KEY, Api
+from tests.api.conftest import Api, bind_with_stripe
 from tests.conftest import Clock
 from tests.support.stripe_stub import StripeStub, signed_webhook
 
@@ -40,9 +39,7 @@ def stub() -> Iterator[StripeStub]:
 
 @pytest.fixture
 def runtime(moto_store: Store, clock: Clock, stub: StripeStub) -> Runtime:
-    bound = Runtime(store=moto_store, clock=clock, settings=Settings(admin_key=ADMIN_KEY, stripe_api_base=stub.url))
-    bind(bound)
-    return bound
+    return bind_with_stripe(moto_store, clock, stub.url)
 
 
 @pytest.fixture

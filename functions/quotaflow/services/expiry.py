@@ -50,45 +50,32 @@ def sweep(store: Store, now: datetime, cache: ContainerCache) -> SweepReport:
 
 
 def _sweep_reservations(store: Store, now: datetime, cache: ContainerCache) -> SweepReport:
-    expired = already_ended = buckets_read = 0
-    oldest_age_s = 0
-    seen = 0
+    report = SweepReport(
+        now=iso(now), buckets_read=0, expired=0, already_ended=0, oldest_overdue_age_seconds=0, more=False
+    )
     overdue_below = f"{iso(now)}#~"  # gsi2sk = <expires_at>#<tenant>#<id>: everything expiring at or before now
     for bucket in overdue_buckets(now):
-        buckets_read += 1
+        report.buckets_read += 1
         cursor: str | None = None
         while True:
             page = store.query(
                 bucket, "", index=keys.GSI_EXPIRY, sk_below=overdue_below, limit=SWEEP_PAGE_MAX, cursor=cursor
             )
             for item in page.items:
-                if seen >= SWEEP_RESERVATIONS_PER_RUN_MAX:
-                    return SweepReport(
-                        now=iso(now),
-                        buckets_read=buckets_read,
-                        expired=expired,
-                        already_ended=already_ended,
-                        oldest_overdue_age_seconds=oldest_age_s,
-                        more=True,
-                    )
-                seen += 1
+                if report.expired + report.already_ended >= SWEEP_RESERVATIONS_PER_RUN_MAX:
+                    report.more = True
+                    return report
                 reservation = items.reservation_from(item)
-                oldest_age_s = max(oldest_age_s, int((now - reservation.expires_at).total_seconds()))
+                age_s = int((now - reservation.expires_at).total_seconds())
+                report.oldest_overdue_age_seconds = max(report.oldest_overdue_age_seconds, age_s)
                 if metering.expire(Scope(store, _tenant_of(item), now, cache), reservation):
-                    expired += 1
+                    report.expired += 1
                 else:
-                    already_ended += 1
+                    report.already_ended += 1
             cursor = page.cursor
             if cursor is None:
                 break
-    return SweepReport(
-        now=iso(now),
-        buckets_read=buckets_read,
-        expired=expired,
-        already_ended=already_ended,
-        oldest_overdue_age_seconds=oldest_age_s,
-        more=False,
-    )
+    return report
 
 
 def _tenant_of(reservation_item: Item) -> str:

@@ -38,8 +38,10 @@
     "transition:width .4s ease}",
     ".qf-meter--warn .qf-fill{background:var(--qf-bar-warn-color,#d97706)}",
     ".qf-meter--full .qf-fill{background:var(--qf-bar-full-color,#dc2626)}",
-    ".qf-foot{display:flex;flex-wrap:wrap;justify-content:space-between;gap:2px 12px;font-size:.85em;",
+    ".qf-foot,.qf-period{display:flex;flex-wrap:wrap;justify-content:space-between;gap:2px 12px;font-size:.85em;",
     "color:var(--qf-muted-color,#6b7280);font-variant-numeric:tabular-nums}",
+    ".qf-period{margin-top:2px}",
+    ".qf-period:empty,.qf-meters:empty{display:none}",
     ".qf-status{margin:0;font-size:.9em;color:var(--qf-muted-color,#6b7280)}",
     ".qf-status:empty{display:none}",
     ".qf-widget--error .qf-status{color:var(--qf-error-color,#b91c1c)}",
@@ -215,9 +217,9 @@
     var foot = el("div", "qf-foot");
     row.quota = el("span", "qf-quota");
     row.percent = el("span", "qf-percent");
-    row.period = el("span", "qf-period");
-    foot.append(row.quota, row.percent, row.period);
-    row.item.append(head, row.bar, foot);
+    foot.append(row.quota, row.percent);
+    row.period = el("div", "qf-period");
+    row.item.append(head, row.bar, foot, row.period);
     this.rows[meter] = row;
     return row;
   };
