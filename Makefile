@@ -62,5 +62,10 @@ synth: install infra-deps
 deploy: install infra-deps
 	$(CDK) deploy --no-notices
 
+# Cost, latency, throughput and cold start, measured against the floor in one run (~2 min; not part of `make test`).
+# QUOTAFLOW_BENCH_EXPORT_USERS=10000 make bench runs the billing export over 10,000 users (~80 s more).
+bench: install ddb-local
+	$(BIN)/python -m tests.bench.run
+
 clean:
 	rm -rf $(VENV) .cache cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts infra/node_modules

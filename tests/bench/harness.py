@@ -85,18 +85,16 @@ def route_request_log(sink: LogSink) -> None:
     from quotaflow.observability import logger
 
     logger.setLevel("INFO")
-    logger.registered_handler.setStream(sink)  # type: ignore[attr-defined]
+    logger.registered_handler.setStream(sink)
 
 
-def bind_runtime(store: Any, **fields: Any) -> Any:
-    """Bind the API function to `store` as a fresh container (its own caches unless `fields` hands some in)."""
-    try:
-        from quotaflow.handlers.runtime import Runtime, bind
-    except ImportError:  # before the runtime module was split out of handlers.http
-        from quotaflow.handlers.http import Runtime, bind  # type: ignore[attr-defined,no-redef]
+def bind_runtime(store: Any, *, settings: dict[str, Any] | None = None, **fields: Any) -> Any:
+    """Bind the functions to `store` as a fresh container (its own caches unless `fields` hands some in)."""
     from quotaflow.config import Settings
+    from quotaflow.handlers.runtime import Runtime, bind
 
-    runtime = Runtime(store=store, settings=Settings(table_name=TABLE_NAME, admin_key=ADMIN_KEY), **fields)
+    configured = Settings(table_name=TABLE_NAME, admin_key=ADMIN_KEY, **(settings or {}))
+    runtime = Runtime(store=store, settings=configured, **fields)
     bind(runtime)
     return runtime
 

@@ -108,7 +108,6 @@
     this.inflight = null;
     this.lastFetchAt = 0;
     this.stopped = false;
-    this.tokenRenewed = false;
     this.onVisibility = this.visibilityChanged.bind(this);
 
     root.classList.add("qf-widget");

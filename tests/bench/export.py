@@ -1,0 +1,131 @@
+"""The billing export's rate: meter events per second pushed to the loopback Stripe server (tests/support/stripe_stub,
+driven through the real `stripe` SDK), one run of the billing export function over many users with new usage.
+
+The users are clones of one user made through the API (its subscription and counter items, re-keyed), written with
+BatchWriteItem: seeding through the API would take minutes on DynamoDB Local. The export itself runs as deployed,
+one event at a time (reserved concurrency 1 keeps Stripe's one call per customer and meter)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from quotaflow.store import keys
+from quotaflow.store.table import Store
+from tests.bench.harness import METER, TABLE_NAME, TENANT_ID, Api, bind_runtime, new_client, progress
+
+EXPORT_USERS_DEFAULT = 1_000  # the issue's 10,000 take minutes here: QUOTAFLOW_BENCH_EXPORT_USERS=10000 runs them
+EXPORT_USERS_MAX = 10_000
+EXPORT_PLAN_ID = "plan_export"
+EXPORT_METER_EVENT = "llm_tokens"
+TEMPLATE_USER = "export-template-user"
+TEMPLATE_CUSTOMER = "cus_exporttemplate"
+USED_TOKENS = 1_234
+BATCH_ITEMS_MAX = 25  # DynamoDB's BatchWriteItem limit
+BATCH_ATTEMPTS_MAX = 8
+SEED_THREADS = 4
+
+
+@dataclass
+class ExportRate:
+    users: int = 0
+    events_sent: int = 0
+    seconds: float = 0.0
+    failed: int = 0
+    stub_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events_sent / self.seconds if self.seconds else 0.0
+
+
+def users_requested() -> int:
+    raw = os.environ.get("QUOTAFLOW_BENCH_EXPORT_USERS", "")
+    return min(EXPORT_USERS_MAX, max(1, int(raw))) if raw.isdigit() else EXPORT_USERS_DEFAULT
+
+
+def measure(endpoint: str, tenant: Api, users: int) -> ExportRate:
+    from quotaflow.handlers import billing_export
+    from quotaflow.local.events import LocalContext, scheduled_event
+    from tests.support.stripe_stub import StripeStub
+
+    store = Store(new_client(endpoint), TABLE_NAME)
+    with StripeStub() as stub:
+        bind_runtime(store, settings={"stripe_api_base": stub.url})
+        stub.add_meters(EXPORT_METER_EVENT)
+        customers = [_customer(index) for index in range(users)]
+        stub.add_customers(TEMPLATE_CUSTOMER, *customers)
+        _template_user(tenant, stub.api_key)
+        progress(f"billing export: writing {users} users with new usage (BatchWriteItem)")
+        _clone_users(store, users)
+        progress(f"billing export: one run over {users + 1} users to the loopback Stripe server")
+        context = cast(Any, LocalContext(function_name="quotaflow-billing-export"))
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the function prints its metrics (EMF) to stdout
+            report = billing_export.handler(scheduled_event("billing-export", datetime.now(UTC)), context)
+        seconds = time.perf_counter() - started
+        rate = ExportRate(users + 1, report["events_sent"], seconds, len(report["failed"]), len(stub.meter_events))
+        if rate.failed:
+            rate.notes.append(f"first failure: {report['failed'][0]}")
+    return rate
+
+
+def _customer(index: int) -> str:
+    return f"cus_bench{index:06d}"
+
+
+def _template_user(tenant: Api, stripe_api_key: str) -> None:
+    plan = {
+        "name": "Post-paid",
+        "limits": {METER: {"label": "Tokens", "quota": 10**12, "period": "month", "enforcement": "none"}},
+        "stripe": {"meter_event_names": {METER: EXPORT_METER_EVENT}},
+    }
+    tenant.call("PUT", f"/v1/plans/{EXPORT_PLAN_ID}", plan, expect=200)
+    config = {"webhook_secret": "whsec_bench_unused_0001", "api_key": stripe_api_key}
+    tenant.call("PUT", "/v1/stripe/config", config, expect=200)
+    subscription = {"plan_id": EXPORT_PLAN_ID, "stripe_customer_id": TEMPLATE_CUSTOMER}
+    tenant.call("PUT", f"/v1/users/{TEMPLATE_USER}/subscription", subscription, expect=200)
+    event = {"user_id": TEMPLATE_USER, "lines": [{"meter": METER, "amount": USED_TOKENS}]}
+    tenant.call("POST", "/v1/events", event, expect=201)
+
+
+def _clone_users(store: Store, users: int) -> None:
+    """The template user's subscription and counter, re-keyed for each clone (its own user id and customer)."""
+    templates = []
+    for key in (keys.subscription(TENANT_ID, TEMPLATE_USER), keys.counter_current(TENANT_ID, TEMPLATE_USER, METER)):
+        raw = store.client.get_item(
+            TableName=TABLE_NAME, Key={k: {"S": v} for k, v in key.items()}, ConsistentRead=True
+        )
+        templates.append(json.dumps(raw["Item"]))
+    requests = [
+        {
+            "PutRequest": {
+                "Item": json.loads(
+                    text.replace(TEMPLATE_USER, f"export-u{index}").replace(TEMPLATE_CUSTOMER, _customer(index))
+                )
+            }
+        }
+        for index in range(users)
+        for text in templates
+    ]
+    batches = [requests[start : start + BATCH_ITEMS_MAX] for start in range(0, len(requests), BATCH_ITEMS_MAX)]
+    with ThreadPoolExecutor(max_workers=SEED_THREADS) as pool:
+        list(pool.map(lambda batch: _write_batch(store.client, batch), batches))
+
+
+def _write_batch(client: Any, batch: list[dict[str, Any]]) -> None:
+    pending = {TABLE_NAME: batch}
+    for attempt in range(BATCH_ATTEMPTS_MAX):
+        pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        if not pending:
+            return
+        time.sleep(0.05 * 2**attempt)
+    raise RuntimeError(f"BatchWriteItem left items unwritten after {BATCH_ATTEMPTS_MAX} attempts")
