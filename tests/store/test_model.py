@@ -92,8 +92,9 @@ class Metering(RuleBasedStateMachine):
         """A refused write first expires the user's overdue reservations (oldest first, a bounded number)."""
         if self.fits(meter, amount):
             return True
-        overdue = sorted((r for r in self.pending.values() if self.clock.now >= r.expires_at),
-                         key=lambda r: (r.expires_at, r.rid))[: metering.RECLAIM_PER_WRITE_MAX]
+        overdue = sorted(
+            (r for r in self.pending.values() if self.clock.now >= r.expires_at), key=lambda r: (r.expires_at, r.rid)
+        )[: metering.RECLAIM_PER_WRITE_MAX]
         for reservation in overdue:
             self.counter(reservation.meter).reserved -= reservation.amount
             del self.pending[reservation.rid]
