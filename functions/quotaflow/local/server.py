@@ -271,7 +271,7 @@ def _handler_class(functions: InProcess | WorkerPool, admin_key: str) -> type[Ba
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # the API function logs every request as structured JSON

@@ -92,8 +92,11 @@
     secretKey = key;
     $("connect-error").textContent = "";
     $("connection").textContent = "Connecting…";
-    loadUsers().then(function () {
-      if (!secretKey) return;
+    loadUsers().then(function (loaded) {
+      if (!loaded) {
+        if (secretKey) forget();  // not refused, but not reachable either: start over
+        return;
+      }
       $("connection").textContent = "Connected with key …" + key.slice(-4);
       $("forget").hidden = false;
       $("users").hidden = false;
@@ -121,7 +124,12 @@
       while (select.options.length > 1) select.remove(1);
       listing.meters.forEach(function (meter) { select.add(new Option(meter, meter, false, meter === chosen)); });
       renderUsers(listing);
-    }, failed);
+      $("connect-error").textContent = "";
+      return true;
+    }, function (error) {
+      failed(error);
+      return false;
+    });
   }
 
   function shareCell(counter) {
