@@ -73,6 +73,7 @@ class Metering(RuleBasedStateMachine):
         self.clock = Clock(datetime(2026, 11, 27, 10, 0, tzinfo=UTC))
         table = Store(self.store.client, f"model-{next(TABLE_NUMBERS)}")  # moto's queries scan the whole table
         table.create_table()
+        self.table = table
         self.tenant = Tenant(table, self.clock)
         plans.put_plan(self.tenant.scope, PLAN)
         plans.put_subscription(self.tenant.scope, "u1", "hybrid", {}, None)
@@ -207,6 +208,10 @@ class Metering(RuleBasedStateMachine):
                 self.counter(reservation.meter).reserved -= reservation.amount
                 del self.pending[rid]
                 self.expired.add(rid)
+
+    def teardown(self) -> None:
+        if hasattr(self, "table"):
+            self.store.client.delete_table(TableName=self.table.table_name)
 
     @invariant()
     def balances_match_the_model_and_the_ledger(self) -> None:

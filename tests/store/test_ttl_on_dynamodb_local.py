@@ -2,9 +2,10 @@
 passed disappears, its stream record reaches the reaper, and the hold comes back exactly once.
 
 Two quirks of DynamoDB Local 3.3, measured here, shape this test:
-- it never TTL-deletes items of a table that has a global secondary index with a sort key (ours has three), so
-  the expiring copy of the reservation lives in a twin table with the same primary key and no indexes, whose
-  stream the test reads; the store's own table loses the item as TTL would delete it there;
+- it never TTL-deletes items of a table that has a global secondary index with a sort key (ours has three), and
+  with many such tables around (the rest of the suite's) its TTL sweep may not reach other tables in time; so
+  the expiring copy of the reservation lives in a twin table with the same primary key and no indexes, on an
+  emulator of its own, whose stream the test reads; the store's table loses the item as TTL would delete it;
 - its record for a TTL deletion carries eventName "UNKNOWN_TO_SDK_VERSION" and no userIdentity, where AWS
   sends REMOVE by the DynamoDB service principal; the test rewrites those two fields as AWS sends them (the
   AWS shape is pinned by events/stream/)."""
@@ -12,6 +13,7 @@ Two quirks of DynamoDB Local 3.3, measured here, shape this test:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import boto3
@@ -27,7 +29,7 @@ from quotaflow.store import keys
 from quotaflow.store.table import Store
 from tests.conftest import Clock
 from tests.store.helpers import PAYGO, Tenant, lines
-from tests.support.ddb_local import DynamoDBLocal
+from tests.support.ddb_local import DynamoDBLocal, boto3_client
 
 pytestmark = pytest.mark.integration
 DELETION_WAIT_S = 45.0
@@ -65,25 +67,31 @@ def as_aws_ttl_removal(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ttl_twin(store: Store) -> Store:
+def ttl_twin(client: Any) -> Store:
     """A table with the store's primary key, a stream and TTL on `ttl`, and no secondary indexes."""
-    twin = Store(store.client, f"{store.table_name}-ttl")
-    store.client.create_table(
+    twin = Store(client, "reservations-ttl")
+    client.create_table(
         TableName=twin.table_name,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
-    store.client.get_waiter("table_exists").wait(TableName=twin.table_name)
-    store.client.update_time_to_live(
+    client.get_waiter("table_exists").wait(TableName=twin.table_name)
+    client.update_time_to_live(
         TableName=twin.table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
     )
     return twin
 
 
+@pytest.fixture
+def ttl_emulator() -> Iterator[DynamoDBLocal]:
+    with DynamoDBLocal() as emulator:
+        yield emulator
+
+
 def test_a_ttl_deletion_on_dynamodb_local_reaches_the_reaper(
-    ddb_local: DynamoDBLocal, ddb_store: Store, clock: Clock
+    ttl_emulator: DynamoDBLocal, ddb_store: Store, clock: Clock
 ) -> None:
     tenant = Tenant(ddb_store, clock)
     tenant.subscribe("u1", PAYGO, tokens=10_000)
@@ -91,7 +99,7 @@ def test_a_ttl_deletion_on_dynamodb_local_reaches_the_reaper(
     key = keys.reservation("acme", held.reservation_id)
     item = ddb_store.get(key)
     assert item is not None
-    twin = ttl_twin(ddb_store)
+    twin = ttl_twin(boto3_client(ttl_emulator.endpoint))
     twin.put({**item, "ttl": int(time.time()) - 5})  # already past its TTL, rather than after the hour of grace
     deadline = time.monotonic() + DELETION_WAIT_S
     while twin.get(key) is not None:
@@ -100,7 +108,7 @@ def test_a_ttl_deletion_on_dynamodb_local_reaches_the_reaper(
     ddb_store.delete(key)  # what TTL does to the same item in the store's table
     removals = [
         r
-        for r in stream_records(ddb_local, twin)
+        for r in stream_records(ttl_emulator, twin)
         if r["dynamodb"]["Keys"]["pk"]["S"] == key["pk"] and "NewImage" not in r["dynamodb"]
     ]
     assert len(removals) == 1 and removals[0]["eventName"] not in ("INSERT", "MODIFY")
