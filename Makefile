@@ -12,7 +12,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: install run demo test test-unit test-integration test-infra lint ddb-local infra-deps synth deploy bench clean
+.PHONY: install run demo test test-unit test-integration test-infra lint ddb-local infra-deps browser synth deploy bench clean
 
 install: $(VENV)/.installed
 
@@ -44,13 +44,18 @@ lint: install
 	$(BIN)/mypy
 	cd infra && ../$(BIN)/mypy --strict quotaflow_infra app.py
 
-test: install ddb-local infra-deps lint
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: install ddb-local infra-deps browser lint
 	$(BIN)/python -m pytest
 
 test-unit: install
 	$(BIN)/python -m pytest -m unit
 
-test-integration: install ddb-local
+test-integration: install ddb-local browser
 	$(BIN)/python -m pytest -m integration
 
 test-infra: install infra-deps
