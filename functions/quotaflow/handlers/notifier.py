@@ -25,9 +25,10 @@ def _on_write(record: DynamoDBRecord) -> None:
     change = raw.get("dynamodb") or {}
     if raw.get("eventName") not in ("INSERT", "MODIFY") or "NewImage" not in change:
         return
+    sort_key = (change["NewImage"].get("sk") or {}).get("S", "")
+    if not sort_key.startswith(keys.COUNTER_CURRENT_PREFIX):
+        return  # only counters cross thresholds; other items are not even decoded
     new = from_item(change["NewImage"])
-    if not str(new.get("sk", "")).startswith(keys.COUNTER_CURRENT_PREFIX):
-        return
     _, tenant_id, _, user_id = str(new["pk"]).split("#", 3)  # T#<tenant>#U#<user>
     old = from_item(change["OldImage"]) if "OldImage" in change else None
     bound = runtime()

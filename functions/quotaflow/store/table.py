@@ -46,6 +46,8 @@ def to_attr(value: Any) -> dict[str, Any]:
 
 
 def from_attr(attr: dict[str, Any]) -> Any:
+    if not attr:
+        return {}  # DynamoDB Local's stream records carry an empty map as {} with its type dropped
     ((kind, value),) = attr.items()
     if kind == "S":
         return value
