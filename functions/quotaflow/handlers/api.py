@@ -118,6 +118,33 @@ ERROR_STATUSES = {
 }
 
 
+STRIPE_WEBHOOK_OPERATION: dict[str, Any] = {
+    "post": {
+        "summary": "Stripe webhook endpoint (no bearer key: the Stripe-Signature header is verified)",
+        "operationId": "stripe_webhook",
+        "parameters": [
+            {"name": "tenant_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "Stripe-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {
+            "200": {
+                "description": "received (applied at most once, or ignored)",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"received": {"type": "boolean"}},
+                            "required": ["received"],
+                        }
+                    }
+                },
+            }
+        },
+    }
+}
+
+
 def _document() -> dict[str, Any]:
     """The generated OpenAPI document, with the error responses this API really gives (Powertools documents a
     422 for validation errors; this API answers 400 in its own error shape)."""
@@ -128,6 +155,7 @@ def _document() -> dict[str, Any]:
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
     document.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    document["paths"]["/v1/stripe/webhook/{tenant_id}"] = STRIPE_WEBHOOK_OPERATION  # its own function, same API
     for operations in document["paths"].values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
