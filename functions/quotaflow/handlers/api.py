@@ -203,7 +203,7 @@ def create_key(tenant_id: str, body: Annotated[schemas.KeyCreate, Body()]) -> Re
 def revoke_key(tenant_id: str, key_id: str) -> Response[None]:
     admin = admin_scope()
     tenants.revoke_key(admin.store, path_id(tenant_id, "tenant_id"), path_id(key_id, "key_id"), admin.now)
-    runtime().key_cache.entries.clear()  # this container forgets at once; others within KEY_CACHE_SECONDS
+    runtime().key_cache.principals.entries.clear()  # this container forgets at once; others within KEY_CACHE_SECONDS
     return Response(204, None, None)
 
 

@@ -74,12 +74,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if payload is None or len(payload) > BODY_BYTES_MAX:
         return _refuse("the body is not a Stripe event")
     bound = runtime()
-    config = stripe_config.load_config(
-        bound.store, bound.secret_box, tenant_id, Scope(bound.store, tenant_id, bound.clock(), bound.cache)
-    )
+    scope = Scope(bound.store, tenant_id, bound.clock(), bound.cache)
+    now = scope.now
+    config = stripe_config.load_config(bound.store, bound.secret_box, tenant_id, now)
     if config is None:
         return _refuse("unknown tenant, or no Stripe settings for it")
-    now = bound.clock()
     try:
         stripe_event = verify_webhook(
             payload,
@@ -96,7 +95,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return [(item.price_id, item.quantity) for item in gateway.checkout_line_items(session_id)]
 
     try:
-        outcome = stripe_events.apply(Scope(bound.store, tenant_id, now, bound.cache), config, stripe_event, line_items)
+        outcome = stripe_events.apply(scope, config, stripe_event, line_items)
     except (StripeRetryable, StripeRejected, Throttled, Unavailable) as transient:
         # StripeRejected here is our side (a revoked API key, say): Stripe retries for days, long enough to fix it
         logger.warning("stripe event deferred", extra={"event_id": stripe_event.get("id"), "why": str(transient)})

@@ -62,11 +62,11 @@ def _bind_jobs(settings: Settings, client: Any) -> dict[str, Job]:
     }
 
 
-_bound_clients: dict[str, Any] = {}  # table -> the DynamoDB client this process bound the functions to
 WEBHOOK_PREFIX = "/v1/stripe/webhook/"  # routed to its own function, as API Gateway does in AWS
 
 
-def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
+def _bind_api(settings: Settings, client: Any | None = None) -> tuple[Invoke, Any]:
+    """Bind every function of this process to the table; returns the API's invoker and the DynamoDB client."""
     from quotaflow.handlers import api
     from quotaflow.handlers.runtime import Runtime, bind
     from quotaflow.local.events import LocalContext
@@ -76,7 +76,6 @@ def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
     store = Store(client, settings.table_name) if client is not None else connect(settings)
     store.create_table()
     bind(Runtime(store=store, settings=settings))
-    _bound_clients[settings.table_name] = store.client
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
         context = cast(LambdaContext, LocalContext())
@@ -86,7 +85,7 @@ def _bind_api(settings: Settings, client: Any | None = None) -> Invoke:
             return stripe_webhook.handler(event, context)
         return api.handler(event, context)
 
-    return invoke
+    return invoke, store.client
 
 
 class InProcess:
@@ -95,8 +94,8 @@ class InProcess:
     def __init__(
         self, settings: Settings, client: Any | None = None, on_close: Callable[[], None] | None = None
     ) -> None:
-        self._invoke = _bind_api(settings, client)
-        self._jobs = _bind_jobs(settings, _bound_clients[settings.table_name])
+        self._invoke, bound_client = _bind_api(settings, client)
+        self._jobs = _bind_jobs(settings, bound_client)
         self._lock = threading.Lock()
         self._on_close = on_close
 
@@ -118,7 +117,7 @@ _worker_invoke: Invoke | None = None
 
 def _worker_init(settings: Settings) -> None:
     global _worker_invoke
-    _worker_invoke = _bind_api(settings)
+    _worker_invoke, _ = _bind_api(settings)
 
 
 def _worker_call(event: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +129,9 @@ class WorkerPool:
     """N worker processes, each one "container" with its own caches, for a real DynamoDB endpoint."""
 
     def __init__(self, settings: Settings, workers: int) -> None:
-        _bind_api(settings)  # create the table once, before the workers start; scheduled jobs run in this process
-        self._jobs = _bind_jobs(settings, _bound_clients[settings.table_name])
+        # create the table once, before the workers start; scheduled jobs run in this process
+        _, bound_client = _bind_api(settings)
+        self._jobs = _bind_jobs(settings, bound_client)
         self._jobs_lock = threading.Lock()
         self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(settings,))
         for future in [self._pool.submit(os.getpid) for _ in range(workers)]:

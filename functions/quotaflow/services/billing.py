@@ -73,7 +73,6 @@ class Billable:
     meter: str
     key: dict[str, str]  # the counter item
     period_key: str
-    period_end: str | None
     exported: int
     delta: int
     event: MeterEvent
@@ -103,7 +102,7 @@ def export(
     report = ExportReport(now=iso(now), dry_run=dry_run)
     for registered in store.query_all(keys.STRIPE_TENANTS, "", pages_max=TENANT_PAGES_MAX):
         tenant_id = registered["tenant_id"]
-        config = load_config(store, box, tenant_id)
+        config = load_config(store, box, tenant_id, now)
         if config is None:
             continue
         report.tenants += 1
@@ -175,7 +174,6 @@ def _user_billables(
                 meter,
                 {"pk": item["pk"], "sk": item["sk"]},
                 period_key,
-                item.get("period_end"),
                 exported,
                 used - exported,
                 event,

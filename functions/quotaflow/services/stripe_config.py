@@ -4,7 +4,7 @@ plans by Stripe price id."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -61,7 +61,7 @@ def _mask(secret: str) -> str:
 
 def put_config(scope: Scope, box: SecretBox, body: StripeConfigBody) -> StripeConfigView:
     """Store the settings; a new webhook secret keeps the previous one valid for SIGNING_SECRET_OVERLAP."""
-    previous = load_config(scope.store, box, scope.tenant_id, scope)
+    previous = load_config(scope.store, box, scope.tenant_id, scope.now)
     item: Item = {
         **keys.stripe_config(scope.tenant_id),
         "api_key_sealed": box.seal(scope.tenant_id, body.api_key),
@@ -99,14 +99,14 @@ def get_config(scope: Scope) -> StripeConfigView:
     return _view(item)
 
 
-def load_config(store: Store, box: SecretBox, tenant_id: str, scope: Scope | None = None) -> StripeConfig | None:
+def load_config(store: Store, box: SecretBox, tenant_id: str, now: datetime) -> StripeConfig | None:
     """The tenant's settings with secrets opened (webhook secrets current first), or None if it has none."""
     item = store.get(keys.stripe_config(tenant_id))
     if item is None:
         return None
     secrets = [box.open(tenant_id, item["webhook_secret_sealed"])]
     previous_until = item.get("previous_valid_until")
-    if previous_until and (scope is None or parse_iso(previous_until) > scope.now):
+    if previous_until and parse_iso(previous_until) > now:
         secrets.append(box.open(tenant_id, item["previous_webhook_secret_sealed"]))
     return StripeConfig(
         api_key=box.open(tenant_id, item["api_key_sealed"]),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -39,24 +37,11 @@ class Principal:
 class KeyCache:
     """API keys and browser-token secrets this container has checked recently (KEY_CACHE_SECONDS)."""
 
-    entries: dict[str, tuple[float, Principal]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    principals: Expiring[Principal] = field(default_factory=lambda: Expiring(KEY_CACHE_SECONDS, KEY_CACHE_ENTRIES_MAX))
     token_secrets: Expiring[SigningSecrets] = field(
         default_factory=lambda: Expiring(KEY_CACHE_SECONDS, KEY_CACHE_ENTRIES_MAX)
     )
     origins: Expiring[list[str]] = field(default_factory=lambda: Expiring(KEY_CACHE_SECONDS, KEY_CACHE_ENTRIES_MAX))
-
-    def get(self, key_hash: str) -> Principal | None:
-        hit = self.entries.get(key_hash)
-        if hit is None or time.monotonic() - hit[0] > KEY_CACHE_SECONDS:
-            return None
-        return hit[1]
-
-    def put(self, key_hash: str, principal: Principal) -> None:
-        with self.lock:
-            if len(self.entries) >= KEY_CACHE_ENTRIES_MAX:
-                self.entries.clear()
-            self.entries[key_hash] = (time.monotonic(), principal)
 
 
 def hash_key(raw_key: str) -> str:
@@ -68,14 +53,14 @@ def authenticate(store: Store, raw_key: str, cache: KeyCache) -> Principal:
     if kind is None or len(raw_key) > KEY_LENGTH_MAX:
         raise Unauthenticated("the API key is malformed")
     key_hash = hash_key(raw_key)
-    principal = cache.get(key_hash)
+    principal = cache.principals.get((key_hash, ""))
     if principal is not None:
         return principal
     item = store.get(keys.api_key(key_hash))
     if item is None or not hmac.compare_digest(item["key_hash"], key_hash) or item["kind"] != kind:
         raise Unauthenticated("the API key is unknown or revoked")
     principal = Principal(item["tenant_id"], item["kind"], item["key_id"])
-    cache.put(key_hash, principal)
+    cache.principals.put((key_hash, ""), principal)
     return principal
 
 
