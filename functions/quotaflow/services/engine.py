@@ -28,10 +28,12 @@ class Change:
     properties: dict[str, Any] | None = None
     extra: Callable[[Transaction], None] = field(default=lambda tx: None)
     revs: dict[str, int] = field(default_factory=dict)  # meters whose change was computed from this counter rev
+    response: dict[str, Any] | None = None  # the response to store under the Idempotency-Key, when it depends on
+    # what the change was built from (otherwise the body given to `write`)
 
 
 Build = Callable[[UserLimits], Change]
-OnCancel = Callable[[TransactionCancelled], None]
+OnCancel = Callable[[TransactionCancelled], bool | None]  # raises the refusal's domain error; True: build again
 
 
 def write(
@@ -43,13 +45,16 @@ def write(
     body: dict[str, Any],
     on_cancel: OnCancel | None = None,
     reclaim: Callable[[], int] | None = None,
+    attempts_max: int = WRITE_ATTEMPTS_MAX,
 ) -> None:
     """Commit `build(limits)` as one transaction, retrying on stale counters and conflicts (bounded).
 
     `reclaim`, when given, is tried once when a hard meter lacks room: it expires the user's overdue
-    reservations and says how many; if any came back, the write is tried again before answering 402."""
+    reservations and says how many; if any came back, the write is tried again before answering 402.
+    `on_cancel` reads a refusal first: it raises what the refusal means, or answers True when what the change
+    was built from moved (a reservation drawn on meanwhile) and the change must be built again."""
     reclaimable = reclaim is not None
-    for attempt in range(WRITE_ATTEMPTS_MAX):
+    for attempt in range(attempts_max):
         limits = current_limits(scope, user_id)
         change = build(limits)
         tx = scope.store.transaction()
@@ -57,14 +62,15 @@ def write(
             add_counter_change(tx, scope, user_id, posting, limits.limits_version, change.revs.get(posting.meter))
         add_entries(tx, scope, user_id, change.postings, change.ref, change.properties)
         change.extra(tx)
-        add_claim(tx, scope, claim, body)
+        add_claim(tx, scope, claim, body if change.response is None else change.response)
         try:
             scope.store.transact(tx)
             return
         except TransactionCancelled as cancelled:
             replay_if_taken(claim, cancelled)
-            if on_cancel is not None:
-                on_cancel(cancelled)
+            if on_cancel is not None and on_cancel(cancelled):
+                pause_before_retry(attempt + 1)
+                continue
             try:
                 stale, moved = _refused_postings(cancelled, change, limits)
             except InsufficientQuota:

@@ -109,6 +109,8 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "reservation_id": reservation.reservation_id,
         "user_id": reservation.user_id,
         "lines": lines_to(reservation.lines),
+        "held": lines_to(reservation.held),
+        "drawn": lines_to(reservation.drawn),
         "status": reservation.status,
         "created_at": iso(reservation.created_at),
         "expires_at": expires,
@@ -128,6 +130,9 @@ def reservation_from(item: Item) -> Reservation:
         status=item["status"],
         created_at=parse_iso(item["created_at"]),
         expires_at=parse_iso(item["expires_at"]),
+        held=lines_from(item["held"]) if "held" in item else lines_from(item["lines"]),  # made before draws: whole
+        drawn=lines_from(item.get("drawn", [])),
+        version=item.get("version", 0),
     )
 
 
