@@ -135,7 +135,7 @@ export class QuotaflowClient implements ReservationCalls {
   /** Consumes nothing. One meter: `canUse(u, "tokens", 4000)`; several: `canUse(u, { tokens: 4000, requests: 1 })`. */
   canUse(userId: string, meter: string, amount: number, options?: RequestOptions): Promise<T.CanUse>;
   canUse(userId: string, lines: T.Amounts, options?: RequestOptions): Promise<T.CanUseLines>;
-  canUse(
+  async canUse(
     userId: string,
     meterOrLines: string | T.Amounts,
     amountOrOptions?: number | RequestOptions,
@@ -202,7 +202,7 @@ export class QuotaflowClient implements ReservationCalls {
     return this.#call({ method: "GET", path: `/v1/reservations/${segment(id)}`, write: false }, options);
   }
 
-  commitReservation(id: string, lines: T.UsageLines, options?: RequestOptions): Promise<T.CommitResult> {
+  async commitReservation(id: string, lines: T.UsageLines, options?: RequestOptions): Promise<T.CommitResult> {
     const path = `/v1/reservations/${segment(id)}/commit`;
     return this.#call({ method: "POST", path, body: { lines: usageLines(lines) }, write: true }, options);
   }
@@ -211,18 +211,18 @@ export class QuotaflowClient implements ReservationCalls {
     return this.#call({ method: "POST", path: `/v1/reservations/${segment(id)}/release`, write: true }, options);
   }
 
-  drawReservation(id: string, lines: T.UsageLines, options: DrawOptions = {}): Promise<T.DrawResult> {
+  async drawReservation(id: string, lines: T.UsageLines, options: DrawOptions = {}): Promise<T.DrawResult> {
     const { properties, ...request } = options;
     const body = { lines: usageLines(lines), properties };
     return this.#call({ method: "POST", path: `/v1/reservations/${segment(id)}/draw`, body, write: true }, request);
   }
 
-  increaseReservation(id: string, lines: T.Amounts, options?: RequestOptions): Promise<T.ReservationInfo> {
+  async increaseReservation(id: string, lines: T.Amounts, options?: RequestOptions): Promise<T.ReservationInfo> {
     const path = `/v1/reservations/${segment(id)}/increase`;
     return this.#call({ method: "POST", path, body: { lines: amountLines(lines) }, write: true }, options);
   }
 
-  extendReservation(id: string, ttlSeconds: number, options?: RequestOptions): Promise<T.ReservationInfo> {
+  async extendReservation(id: string, ttlSeconds: number, options?: RequestOptions): Promise<T.ReservationInfo> {
     const path = `/v1/reservations/${segment(id)}/extend`;
     return this.#call({ method: "POST", path, body: { ttlSeconds: checkAmount(ttlSeconds, "ttlSeconds") }, write: true }, options);
   }
@@ -230,13 +230,13 @@ export class QuotaflowClient implements ReservationCalls {
   // --- direct usage, refunds, credits, ledger, verify -----------------------------------------------------
 
   /** Usage without a reservation. Hard meters without room: 402 and nothing recorded. */
-  track(userId: string, lines: T.UsageLines, options: DrawOptions = {}): Promise<T.EventRecorded> {
+  async track(userId: string, lines: T.UsageLines, options: DrawOptions = {}): Promise<T.EventRecorded> {
     const { properties, ...request } = options;
     const body = { userId, lines: usageLines(lines), properties };
     return this.#call({ method: "POST", path: "/v1/events", body, write: true }, request);
   }
 
-  refund(userId: string, lines: T.Amounts, options: RequestOptions & { reason?: string } = {}): Promise<T.RefundRecorded> {
+  async refund(userId: string, lines: T.Amounts, options: RequestOptions & { reason?: string } = {}): Promise<T.RefundRecorded> {
     const { reason, ...request } = options;
     const body = { userId, lines: amountLines(lines), reason };
     return this.#call({ method: "POST", path: "/v1/refunds", body, write: true }, request);
@@ -301,7 +301,7 @@ export class QuotaflowClient implements ReservationCalls {
   }
 
   /** Prices from a LiteLLM-format cost map (USD per token), converted exactly by the server. */
-  importPrices(costMap: Record<string, unknown>, markupPercent: number, options?: RequestOptions): Promise<T.PriceImport> {
+  async importPrices(costMap: Record<string, unknown>, markupPercent: number, options?: RequestOptions): Promise<T.PriceImport> {
     const query = { markup_percent: checkAmount(markupPercent, "markupPercent") };
     // The map's own keys and fields are the LiteLLM format's: sent as they are.
     return this.#call({ method: "POST", path: "/v1/prices/import", query, body: new Verbatim(costMap), write: true }, options);
@@ -369,7 +369,7 @@ export class QuotaflowClient implements ReservationCalls {
     return this.#call({ method: "GET", path: "/v1/webhooks", write: false }, options);
   }
 
-  #grant(
+  async #grant(
     path: string,
     meter: string,
     amount: number,
