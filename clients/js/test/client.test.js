@@ -239,3 +239,34 @@ test("the same Idempotency-Key with another body is an IdempotencyKeyReusedError
   await qf.reserve("u1", { tokens: 10 }, { idempotencyKey: "once" });
   await assert.rejects(qf.reserve("u1", { tokens: 11 }, { idempotencyKey: "once" }), IdempotencyKeyReusedError);
 });
+
+test("admin keys, settings, webhooks, user-token secret rotation, and multi-run quotes", async () => {
+  const admin = createClient({ apiKey: server.adminKey, baseUrl: server.url });
+  const { qf, tenantId } = await seeded();
+  assert.deepEqual(await qf.health(), { ok: true });
+
+  const extra = await admin.createKey(tenantId, "secret");
+  const second = createClient({ apiKey: extra.key, baseUrl: server.url });
+  assert.equal(counterOf(await second.usage("u1"), "tokens").quota, 100_000);
+  await admin.revokeKey(tenantId, extra.keyId);
+  await assert.rejects(second.usage("u1"), UnauthenticatedError);
+
+  const settings = await qf.putSettings({ defaultPlanId: "plan_paygo", allowedOrigins: ["https://app.example.com"] });
+  assert.equal(settings.defaultPlanId, "plan_paygo");
+  assert.deepEqual((await qf.getSettings()).allowedOrigins, ["https://app.example.com"]);
+  assert.equal((await qf.usage("newcomer")).planId, "plan_paygo");
+
+  const webhook = await qf.putWebhook({ url: "https://app.example.com/hooks/quotaflow", secret: "whsec_0123456789abcdef" });
+  assert.equal(webhook.url, "https://app.example.com/hooks/quotaflow");
+  assert.doesNotMatch(JSON.stringify(await qf.getWebhook()), /0123456789abcdef/);
+
+  assert.match((await qf.rotateUserTokenSecret()).rotatedAt, /^\d{4}-/);
+
+  await qf.putPrice("gpt-4o", { inputPerMillionCents: 250, outputPerMillionCents: 1000, markupPercent: 40 });
+  const runs = await qf.quoteRuns([
+    { model: "gpt-4o", inputTokens: 1000, maxOutputTokens: 500 },
+    { model: "gpt-4o", inputTokens: 2000, maxOutputTokens: 500 },
+  ]);
+  assert.equal(runs.tokens, 4000);
+  assert.equal(Object.keys(await qf.getPrice("gpt-4o")).length > 0, true);
+});

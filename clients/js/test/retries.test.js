@@ -124,3 +124,18 @@ test("an AbortSignal stops the call and its retries, rejecting with the signal's
   await assert.rejects(flaky.usage("u1", { signal: controller.signal }), /navigated away/);
   assert.equal(proxy.requests.length, 1, "an already aborted signal sends nothing");
 });
+
+test("bodies go out as the API's snake_case JSON; meter and property names as written", async () => {
+  const { flaky, proxy } = await throughProxy(() => "forward");
+  await flaky.reserve("u1", { tokens: 10 }, { ttlSeconds: 60 });
+  await flaky.track("u1", { tokens: 1 }, { properties: { stepName: "search", model_id: "m1" } });
+  const [reserve, track] = proxy.requests.map((request) => JSON.parse(request.body.toString()));
+  assert.deepEqual(reserve, { user_id: "u1", lines: [{ meter: "tokens", amount: 10 }], ttl_seconds: 60 });
+  assert.deepEqual(track, {
+    user_id: "u1",
+    lines: [{ meter: "tokens", amount: 1 }],
+    properties: { stepName: "search", model_id: "m1" },
+  });
+  assert.equal(proxy.requests[0].headers["content-type"], "application/json");
+  assert.match(proxy.requests[0].headers.authorization, /^Bearer qf_sk_/);
+});
