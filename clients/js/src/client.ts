@@ -184,14 +184,16 @@ export class QuotaflowClient implements ReservationCalls {
     use: (reservation: Reservation) => Promise<T.UsageLines | void> | T.UsageLines | void,
     options: WithReservationOptions = {},
   ): Promise<T.CommitResult | T.ReleaseResult | undefined> {
-    const { idempotencyKey: _key, ...stepOptions } = options;
     const reservation = await this.reserve(userId, lines, options);
+    // Commit and release go under keys derived from the reservation's, never under the reserve's own.
+    const timeout: RequestOptions = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
+    const stepOptions: RequestOptions = options.signal === undefined ? timeout : { ...timeout, signal: options.signal };
     let used: T.UsageLines | void;
     try {
       used = await use(reservation);
     } catch (error) {
       // Not under the caller's signal: an aborted call is exactly when the hold must go back.
-      await releaseQuietly(reservation, stepOptions.timeoutMs === undefined ? {} : { timeoutMs: stepOptions.timeoutMs });
+      await releaseQuietly(reservation, timeout);
       throw error;
     }
     if (!reservation.isOpen) return undefined;

@@ -87,7 +87,8 @@ class Metering {
     const reservation = await this.qf.reserve(this.options.userId, await this.worstCase(call, outputCap), this.reserveOptions());
     let answer: ChatCompletion | Stream<ChatCompletionChunk>;
     try {
-      const sent = body.stream ? { ...body, stream_options: { include_usage: true, ...body.stream_options } } : body;
+      // A stream reports its usage only when asked to (in one last chunk, with no choices).
+      const sent = body.stream ? { ...body, stream_options: { ...body.stream_options, include_usage: true } } : body;
       answer = await completions.create(sent, requestOptions);
     } catch (error) {
       await reservation.release();

@@ -119,6 +119,18 @@ test("a stream closed early commits the prompt estimate and what was produced so
   assert.deepEqual([after.used, after.reserved], [promptEstimate + estimateTokens(text), 0]);
 });
 
+test("a stream that fails before producing anything releases its hold", async () => {
+  const qf = await seeded();
+  provider.answerWith(() => ({ sse: [{ error: { message: "overloaded", type: "server_error" } }] }));
+  const openai = meter(openaiClient(), qf, { userId: "u1" });
+  const stream = await openai.chat.completions.create({ model: MODEL, max_tokens: 50, messages, stream: true });
+  await assert.rejects(async () => {
+    for await (const part of stream) assert.fail(`no chunk expected, got ${JSON.stringify(part)}`);
+  }, /overloaded/);
+  const after = await tokens(qf);
+  assert.deepEqual([after.used, after.reserved], [0, 0]);
+});
+
 test("toReadableStream is metered too", async () => {
   const qf = await seeded();
   provider.answerWith(() => ({ sse: [chunk(MODEL, "ok"), chunk(MODEL, undefined, { prompt_tokens: 9, completion_tokens: 1, total_tokens: 10 })] }));
