@@ -262,6 +262,16 @@ test("admin keys, settings, webhooks, user-token secret rotation, and multi-run 
 
   assert.match((await qf.rotateUserTokenSecret()).rotatedAt, /^\d{4}-/);
 
+  const stripe = await qf.putStripeConfig({
+    webhookSecret: "whsec_0123456789abcdef",
+    apiKey: "rk_test_0123456789abcdef",
+    creditPacks: { price_Pack_100k: { meter: "tokens", amount: 100_000 } },
+    plansByPrice: { price_Pro: "plan_paygo" },
+  });
+  assert.deepEqual(stripe.creditPacks, { price_Pack_100k: { meter: "tokens", amount: 100_000 } });
+  assert.deepEqual((await qf.getStripeConfig()).plansByPrice, { price_Pro: "plan_paygo" });
+  assert.doesNotMatch(JSON.stringify(await qf.getStripeConfig()), /0123456789ab/);
+
   await qf.putPrice("gpt-4o", { inputPerMillionCents: 250, outputPerMillionCents: 1000, markupPercent: 40 });
   const runs = await qf.quoteRuns([
     { model: "gpt-4o", inputTokens: 1000, maxOutputTokens: 500 },
