@@ -5,7 +5,8 @@ import { RESERVATION_KEY_LENGTH_MAX, checkIdempotencyKey, newIdempotencyKey } fr
 import { Reservation, releaseQuietly, type DrawOptions, type ReservationCalls } from "./reservation.js";
 import { RETRY_POLICY_DEFAULT, type RetryPolicy } from "./retry.js";
 import { Verbatim } from "./wire.js";
-import { segment, send, type Call, type Connection, type Fetch, type RequestOptions, type UserTokenSource } from "./transport.js";
+import { QuotaflowError } from "./errors.js";
+import { segment, send, sleep, type Call, type Connection, type Fetch, type RequestOptions, type UserTokenSource } from "./transport.js";
 import type * as T from "./types.js";
 
 export const TIMEOUT_MS_DEFAULT = 10_000;
@@ -344,9 +345,13 @@ export class QuotaflowClient implements ReservationCalls {
     const start: Call = { method: "POST", path: "/v1/analytics/usage", body: query, write: false, verbatim: true };
     let reply = await send<AnalyticsReply>(this.#connection, start, options);
     for (let poll = 0; reply.status === 202; poll += 1) {
-      if (poll >= ANALYTICS_POLLS_MAX) throw new TypeError(`analytics query still running after ${ANALYTICS_POLLS_MAX} polls`);
-      await new Promise((resolve) => setTimeout(resolve, ANALYTICS_POLL_INTERVAL_MS));
-      const path = `/v1/analytics/queries/${segment(String(reply.body.query_id))}`;
+      const queryId = String(reply.body.query_id);
+      if (poll >= ANALYTICS_POLLS_MAX) {
+        const message = `analytics query ${queryId} still running after ${ANALYTICS_POLLS_MAX} polls`;
+        throw new QuotaflowError(message, { code: "query_still_running", details: { queryId } });
+      }
+      await sleep(ANALYTICS_POLL_INTERVAL_MS, options.signal);
+      const path = `/v1/analytics/queries/${segment(queryId)}`;
       reply = await send<AnalyticsReply>(this.#connection, { method: "GET", path, write: false, verbatim: true }, options);
     }
     // Group keys (`model`, `property:step`) are named as the query named them; only the window is renamed.
