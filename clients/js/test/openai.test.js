@@ -8,8 +8,7 @@ import OpenAI from "openai";
 import { InsufficientQuotaError } from "quotaflow";
 import { OUTPUT_TOKENS_WHEN_UNSET_DEFAULT, estimatePromptTokens, estimateTokens, meter } from "quotaflow/openai";
 
-import { chunk, completion } from "./openai-server.js";
-import { startOpenAIServer } from "./openai-server.js";
+import { chunk, completion, startOpenAIServer } from "./openai-server.js";
 import { counter, newTenant, seedPaygo, startServer } from "./support.js";
 
 let server;
