@@ -23,9 +23,7 @@ from tests.conftest import Clock
 from tests.store.helpers import Tenant, lines
 
 QUOTA = 100
-PLAN = Plan(
-    plan_id="credits", name="Credits", limits={"tokens": Limit(label="Tokens", quota=QUOTA, period="month")}
-)
+PLAN = Plan(plan_id="credits", name="Credits", limits={"tokens": Limit(label="Tokens", quota=QUOTA, period="month")})
 TABLE_NUMBERS = itertools.count()
 UNATTRIBUTED = "unattributed"
 
@@ -51,6 +49,7 @@ class Reference:
     credits: int = 0
     grants: dict[str, ModelGrant] = field(default_factory=dict)
     spending: list[tuple[str, int]] = field(default_factory=list)
+    unattributed: int = 0  # refunded spending of grants that have ended since: no grant holds it, it never expires
 
     @property
     def spent(self) -> int:
@@ -67,15 +66,23 @@ class Reference:
                 moved -= taken
                 if taken:
                     self.spending.append((grant.grant_id, taken))
+            taken = min(self.unattributed, moved)
+            self.unattributed -= taken
+            moved -= taken
+            if taken:
+                self.spending.append((UNATTRIBUTED, taken))
             assert moved == 0, "spent credits the reference does not hold"
-        while moved < 0:
+        while moved < 0 and self.spending:
             grant_id, amount = self.spending.pop()
             given = min(amount, -moved)
             if grant_id in self.grants:
                 self.grants[grant_id].left += given
+            else:
+                self.unattributed += given
             if amount > given:
                 self.spending.append((grant_id, amount - given))
             moved += given
+        self.unattributed -= moved if moved < 0 else 0
 
     def turn_period(self) -> None:
         self.credits -= self.spent

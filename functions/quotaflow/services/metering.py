@@ -47,7 +47,7 @@ def _limit(limits: UserLimits, meter: str, field: str, *, ending: bool = False) 
     return limit
 
 
-def _postings(
+def postings_for(
     limits: UserLimits,
     kind: str,
     changes: Sequence[tuple[str, Delta, Guard]],
@@ -81,7 +81,7 @@ def reserve(
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(reserved=line.amount), Guard.ROOM_IF_HARD) for line in lines]
         return engine.Change(
-            _postings(limits, "reserve", changes, scope),
+            postings_for(limits, "reserve", changes, scope),
             reservation.reservation_id,
             extra=lambda tx: tx.put(
                 RESERVATION_TAG,
@@ -108,6 +108,8 @@ def reservation_view(reservation: Reservation, scope: Scope) -> ReservationView:
         status=reservation.status_at(scope.now),
         user_id=reservation.user_id,
         lines=list(reservation.lines),
+        drawn=list(reservation.drawn),
+        held=list(reservation.held),
         created_at=iso(reservation.created_at),
         expires_at=iso(reservation.expires_at),
     )
@@ -138,7 +140,7 @@ def commit(
             overage=list(settlement.overage),
         )
 
-    reservation = _pending(scope, reservation_id)
+    reservation = pending_reservation(scope, reservation_id)
     settle(reservation.held, actual)  # a line for a meter the reservation does not hold is refused up front
     ended = _end(scope, reservation, lambda r: settle(r.held, actual), "commit", "committed", claim, view, properties)
     return ended
@@ -148,7 +150,7 @@ def release_reservation(scope: Scope, reservation_id: str, claim: IdempotencyCla
     def view(reservation: Reservation, settlement: Settlement) -> ReleaseView:
         return ReleaseView(reservation_id=reservation_id, status="released", refunded=list(settlement.refunded))
 
-    reservation = _pending(scope, reservation_id)
+    reservation = pending_reservation(scope, reservation_id)
     return _end(scope, reservation, lambda r: release(r.held), "release", "released", claim, view)
 
 
@@ -188,7 +190,7 @@ def reap_deleted(scope: Scope, reservation: Reservation) -> bool:
     def build(limits: UserLimits) -> engine.Change:
         changes = [(c.meter, c.delta, c.guard) for c in settlement.changes]
         return engine.Change(
-            _postings(limits, "expire", changes, scope, ending=True),
+            postings_for(limits, "expire", changes, scope, ending=True),
             reservation.reservation_id,
             extra=lambda tx: tx.put(TOMBSTONE_TAG, tombstone, condition="attribute_not_exists(pk)"),
         )
@@ -216,7 +218,7 @@ def reclaim_overdue(scope: Scope, user_id: str) -> int:
     return sum(expire(scope, items.reservation_from(item)) for item in page.items)
 
 
-def _pending(scope: Scope, reservation_id: str) -> Reservation:
+def pending_reservation(scope: Scope, reservation_id: str) -> Reservation:
     """The reservation, if it may still end by commit or release. An overdue one is expired on the spot.
 
     A reservation this container made or last changed is known without a read: the ending transaction's
@@ -313,7 +315,7 @@ def _end(
             )
 
         return engine.Change(
-            _postings(limits, kind, changes, scope, ending=True),
+            postings_for(limits, kind, changes, scope, ending=True),
             reservation.reservation_id,
             properties,
             extra=mark_ended,
@@ -352,7 +354,7 @@ def track(
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=line.amount), Guard.ROOM_IF_HARD) for line in lines]
-        return engine.Change(_postings(limits, "event", changes, scope), view.event_id, properties)
+        return engine.Change(postings_for(limits, "event", changes, scope), view.event_id, properties)
 
     engine.write(
         scope,
@@ -372,7 +374,7 @@ def refund(
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=-line.amount), Guard.USED_COVERS) for line in lines]
-        postings = _postings(limits, "refund", changes, scope)
+        postings = postings_for(limits, "refund", changes, scope)
         books = credits.credit_events(scope, user_id, load_user(scope, user_id), postings)  # a refund un-spends
         return engine.Change(
             postings, view.refund_id, {"reason": reason} if reason else None, extra=books.write, revs=books.revs
