@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         table_name=args.table,
         workers=args.workers,
         timers=not args.no_timers,
+        lake_dir=args.lake_dir,
     )
     backend = args.dynamodb_endpoint or "embedded DynamoDB (moto, in memory: data is gone when this stops)"
     print(f"quotaflow serving on {server.url}  (DynamoDB: {backend})", flush=True)
@@ -94,6 +95,12 @@ def _add_serve(commands: Subparsers) -> None:
         "--no-timers",
         action="store_true",
         help="do not run the scheduled functions (sweeper) on timers; POST /_local/run/{job} still runs them",
+    )
+    serve.add_argument(
+        "--lake-dir",
+        metavar="DIR",
+        help="write the usage lake (NDJSON, tenant_id=/day= folders) here and keep it (default: a temporary "
+        "directory removed on exit)",
     )
     serve.set_defaults(run=_serve)
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from quotaflow import __version__
-from quotaflow.handlers import schemas, web  # noqa: F401  (web registers the browser routes)
+from quotaflow.handlers import analytics, schemas, web  # noqa: F401  (analytics and web register their routes)
 from quotaflow.handlers.http import (
     access,
     admin_scope,
