@@ -204,6 +204,14 @@ def verify(user_id: str | None) -> Call[models.VerifyResult]:
     return Call("POST", "/v1/verify", models.VerifyResult.model_validate, _without_none({"user_id": user_id}))
 
 
+def usage_report(query: Mapping[str, Any]) -> Call[models.UsageReport]:
+    return Call("POST", "/v1/analytics/usage", models.UsageReport.model_validate, _without_none(query))
+
+
+def analytics_query(query_id: str) -> Call[models.UsageReport]:
+    return Call("GET", f"/v1/analytics/queries/{_segment(query_id)}", models.UsageReport.model_validate)
+
+
 def user_token(user_id: str, ttl_seconds: int) -> Call[models.UserToken]:
     body = {"user_id": user_id, "ttl_seconds": ttl_seconds}
     return Call("POST", "/v1/user-tokens", models.UserToken.model_validate, body)
