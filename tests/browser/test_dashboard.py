@@ -153,9 +153,12 @@ def test_dashboard_charts_the_tenants_usage_by_model_per_day_and_its_top_users(
     page.get_by_label("Tenant secret key").fill(tenant.secret_key)
     page.get_by_role("button", name="Connect").click()
 
-    # Then the analytics section charts each day's usage stacked by model, and ranks the users over the range
+    # Then, on the tokens meter, the analytics section charts each day's usage stacked by model, and ranks the
+    # users over the range
+    expect(page.locator("#analytics-meter option")).to_have_count(2)
+    page.locator("#analytics-meter").select_option("tokens")
     chart = page.locator("#model-chart svg")
-    expect(chart.locator("rect.bar")).to_have_count(5)
+    expect(chart.locator("rect.bar")).to_have_count(4)  # (day, model): gpt-4o and claude, then gpt-4o and none
     expect(page.locator("#model-chart figcaption")).to_contain_text("gpt-4o")
     expect(page.locator("#model-chart figcaption")).to_contain_text("claude")
     top = page.locator("#top-users-table tbody tr")
@@ -166,7 +169,7 @@ def test_dashboard_charts_the_tenants_usage_by_model_per_day_and_its_top_users(
     expect(daily).to_have_count(2)
     expect(daily.nth(0).locator("td").nth(1)).to_have_text("400")
     expect(daily.nth(1).locator("td").nth(1)).to_have_text("330")
-    assert chart.locator("rect.series-0").count() == 3  # gpt-4o, the most used model, gets the first colour
+    assert chart.locator("rect.series-0").count() == 2  # gpt-4o, the most used model, gets the first colour
     page.locator("#analytics").screenshot(path=str(artifacts / "dashboard-analytics.png"))
 
 

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.unit
 ADMIN_KEY = "qf_admin_analytics_0123456789"
 PLAN = {
     "name": "Metered",
-    "limits": {"tokens": {"label": "Tokens", "quota": 1_000_000, "period": "none", "enforcement": "hard"}},
+    "limits": {
+        "tokens": {"label": "Tokens", "quota": 1_000_000, "period": "none", "enforcement": "hard"},
+        "cents": {"label": "Cents", "quota": 1_000_000, "period": "none", "enforcement": "hard"},
+    },
 }
+PRICE = {"input_per_million_cents": 250, "output_per_million_cents": 1000, "markup_percent": 0}
 WHOLE_RANGE = {"meter": "tokens", "from": "2026-11-01T00:00:00Z", "to": "2026-12-31T00:00:00Z"}
 
 
@@ -81,6 +85,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     event(acme, "u1", 40, model="gpt-4o", feature="chat")
     refund = acme.post("/v1/refunds", json={"user_id": "u1", "lines": [{"meter": "tokens", "amount": 10}]})
     assert refund.status_code == 201, refund.text
+    assert acme.put("/v1/prices/gpt-4o-mini", json=PRICE).status_code == 200
+    priced = {"meter": "cents", "from_model": {"model": "gpt-4o-mini", "input_tokens": 400_000, "output_tokens": 0}}
+    assert acme.post("/v1/events", json={"user_id": "u2", "lines": [priced]}).status_code == 201  # 100 cents
     flushed = httpx.post(f"{server.url}/_local/run/notifier", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert flushed.status_code == 200 and flushed.json()["stream_records"] > 0, flushed.text
     yield Lake(server, acme, rival, acme_publishable_key)
@@ -161,6 +168,13 @@ def test_filters_and_property_groups(lake: Lake) -> None:
     # a range narrower than the data: only entries at or after `from` and before `to`
     late = usage(acme, window="hour", **{"from": "2026-11-27T10:30:00Z", "to": "2026-11-27T11:00:00Z"})
     assert late == [{"window_start": "2026-11-27T10:00:00Z", "used": 50, "events": 1}]
+
+
+def test_a_priced_lines_model_is_the_entrys_model(lake: Lake) -> None:
+    rows = usage(lake.acme, meter="cents", window="month", group_by=["model", "user"])
+    assert rows == [
+        {"window_start": "2026-12-01T00:00:00Z", "model": "gpt-4o-mini", "user": "u2", "used": 100, "events": 1}
+    ]
 
 
 def test_entries_delivered_twice_count_once(lake: Lake, tmp_path: Path) -> None:
