@@ -230,3 +230,16 @@ def test_only_a_secret_key_may_ask(lake: Lake) -> None:
     assert publishable.status_code == 403
     # there are no Athena queries to poll under serve
     assert acme.get("/v1/analytics/queries/0b6c2d0e-1a2b-4c3d-8e9f-0a1b2c3d4e5f").status_code == 404
+
+
+def test_an_unreadable_lake_file_is_503_not_500(lake: Lake) -> None:
+    broken = Path(str(lake.server.lake_dir)) / "tenant_id=acme" / "day=2026-11-29" / "broken.ndjson"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"entry_id": "half a record\n')
+    try:
+        answer = lake.acme.post("/v1/analytics/usage", json=WHOLE_RANGE)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "unavailable"
+    finally:
+        broken.unlink()
+        broken.parent.rmdir()

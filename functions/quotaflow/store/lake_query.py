@@ -72,13 +72,16 @@ class DuckDbLake:
         import duckdb
 
         columns = {name: DUCKDB_TYPES[kind] for name, kind in {**PARTITION_COLUMNS, **COLUMNS}.items()}
-        with duckdb.connect(":memory:") as connection:
-            # The path is this deployment's own directory, not input; the columns fix every type.
-            entries = connection.read_json(
-                str(pattern), format="newline_delimited", hive_partitioning=False, columns=columns
-            )
-            entries.create_view(DUCKDB_RELATION)
-            return connection.execute(sql, list(params)).fetchall()
+        try:
+            with duckdb.connect(":memory:") as connection:
+                # The path is this deployment's own directory, not input; the columns fix every type.
+                entries = connection.read_json(
+                    str(pattern), format="newline_delimited", hive_partitioning=False, columns=columns
+                )
+                entries.create_view(DUCKDB_RELATION)
+                return connection.execute(sql, list(params)).fetchall()
+        except duckdb.Error as failure:  # an unreadable file in the directory, a full disk: not the caller's fault
+            raise errors.Unavailable(f"the local usage lake could not be read: {failure}") from None
 
 
 @dataclass
@@ -95,12 +98,15 @@ class AthenaLake:
         return athena_dialect(self.database, self.table)
 
     def start(self, sql: str, params: Sequence[Value]) -> str:
-        answer = self.client.start_query_execution(
-            QueryString=sql,
-            WorkGroup=self.workgroup,
-            QueryExecutionContext={"Database": self.database},
-            ExecutionParameters=[self.dialect.literal(value) for value in params],
-        )
+        try:
+            answer = self.client.start_query_execution(
+                QueryString=sql,
+                WorkGroup=self.workgroup,
+                QueryExecutionContext={"Database": self.database},
+                ExecutionParameters=[self.dialect.literal(value) for value in params],
+            )
+        except self.client.exceptions.TooManyRequestsException:
+            raise errors.Throttled("too many analytics queries at once; retry shortly") from None
         return str(answer["QueryExecutionId"])
 
     def state(self, query_id: str) -> QueryState:
