@@ -49,7 +49,7 @@ def tenant(server: LocalServer, tenant_id: str) -> tuple[httpx.Client, str]:
     keys = admin.json()
     client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['secret_key']}"}, timeout=30)
     assert client.put("/v1/plans/metered", json=PLAN).status_code == 200
-    for user_id in ("u1", "u2"):
+    for user_id in ("u1", "u2", "u3"):
         assert client.put(f"/v1/users/{user_id}/subscription", json={"plan_id": "metered"}).status_code == 200
     return client, keys["publishable_key"]
 
@@ -88,6 +88,13 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     assert acme.put("/v1/prices/gpt-4o-mini", json=PRICE).status_code == 200
     priced = {"meter": "cents", "from_model": {"model": "gpt-4o-mini", "input_tokens": 400_000, "output_tokens": 0}}
     assert acme.post("/v1/events", json={"user_id": "u2", "lines": [priced]}).status_code == 201  # 100 cents
+    run = acme.post("/v1/reservations", json={"user_id": "u3", "lines": [{"meter": "tokens", "amount": 1000}]})
+    assert run.status_code == 201, run.text
+    step = {"lines": [{"meter": "tokens", "amount": 200}], "properties": {"step": "search", "model": "o3"}}
+    drawn = acme.post(f"/v1/reservations/{run.json()['reservation_id']}/draw", json=step)
+    assert drawn.status_code == 200, drawn.text
+    ended = acme.post(f"/v1/reservations/{run.json()['reservation_id']}/commit", json={"lines": []})
+    assert ended.status_code == 200, ended.text
     flushed = httpx.post(f"{server.url}/_local/run/notifier", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert flushed.status_code == 200 and flushed.json()["stream_records"] > 0, flushed.text
     yield Lake(server, acme, rival, acme_publishable_key)
@@ -131,6 +138,7 @@ def test_usage_by_model_per_day(lake: Lake) -> None:
         {"window_start": "2026-11-27T00:00:00Z", "model": "gpt-4o", "used": 150, "events": 2},
         {"window_start": "2026-11-27T00:00:00Z", "model": "claude", "used": 70, "events": 1},
         {"window_start": "2026-11-28T00:00:00Z", "model": None, "used": 300, "events": 1},  # the commit
+        {"window_start": "2026-12-02T00:00:00Z", "model": "o3", "used": 200, "events": 1},  # a run's draw
         {"window_start": "2026-12-02T00:00:00Z", "model": "gpt-4o", "used": 40, "events": 1},
         {"window_start": "2026-12-02T00:00:00Z", "model": None, "used": -10, "events": 1},  # the refund
     ]
@@ -146,7 +154,7 @@ def test_hour_and_month_windows(lake: Lake) -> None:
     months = usage(acme, window="month")
     assert months == [
         {"window_start": "2026-11-01T00:00:00Z", "used": 520, "events": 4},
-        {"window_start": "2026-12-01T00:00:00Z", "used": 30, "events": 2},
+        {"window_start": "2026-12-01T00:00:00Z", "used": 230, "events": 3},
     ]
 
 
@@ -168,6 +176,13 @@ def test_filters_and_property_groups(lake: Lake) -> None:
     # a range narrower than the data: only entries at or after `from` and before `to`
     late = usage(acme, window="hour", **{"from": "2026-11-27T10:30:00Z", "to": "2026-11-27T11:00:00Z"})
     assert late == [{"window_start": "2026-11-27T10:00:00Z", "used": 50, "events": 1}]
+
+
+def test_a_runs_draws_count_under_their_step(lake: Lake) -> None:
+    rows = usage(lake.acme, window="month", group_by=["kind", "property:step"], filters={"user": "u3"})
+    assert rows == [
+        {"window_start": "2026-12-01T00:00:00Z", "kind": "draw", "property:step": "search", "used": 200, "events": 1}
+    ]
 
 
 def test_a_priced_lines_model_is_the_entrys_model(lake: Lake) -> None:
