@@ -192,6 +192,15 @@ def test_a_priced_lines_model_is_the_entrys_model(lake: Lake) -> None:
     ]
 
 
+def test_an_exclusive_to_inside_an_entrys_second_still_counts_it(lake: Lake) -> None:
+    # the first entry is stamped 10:05:00; one written in that second's last fraction is stamped the same
+    at = {"from": "2026-11-27T10:00:00Z", "window": "hour"}
+    assert usage(lake.acme, **at, to="2026-11-27T10:05:00Z") == []
+    assert usage(lake.acme, **at, to="2026-11-27T10:05:00.001Z") == [
+        {"window_start": "2026-11-27T10:00:00Z", "used": 100, "events": 1}
+    ]
+
+
 def test_entries_delivered_twice_count_once(lake: Lake, tmp_path: Path) -> None:
     server, acme = lake.server, lake.acme
     before = usage(acme, window="day", group_by=["model", "user"])

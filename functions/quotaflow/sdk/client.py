@@ -187,8 +187,8 @@ class Client:
         Athena is still running is polled once a second, at most `polls_max` times; then its `status` is `running`."""
         body = {
             "meter": meter,
-            "from": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "to": end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "from": start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "to": end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "window": window,
             "group_by": list(group_by),
             "filters": dict(filters or {}),

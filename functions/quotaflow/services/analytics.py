@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -92,10 +92,17 @@ def _column(key: str, dialect: Dialect, params: list[Value]) -> str:
     return COLUMN_OF[key]
 
 
+def _ceil_second(moment: datetime) -> datetime:
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
+
+
 def build_sql(query: UsageQuery, tenant_id: str, dialect: Dialect) -> Sql:
     """The one SQL text for both engines. Parameters appear in the order of their `?`s."""
     query.check()
-    start, end = iso(query.from_), iso(query.to)
+    # Entries are stamped to the second (truncated): `from` rounds down and the exclusive `to` up, so an entry
+    # written inside the range, even in its last fraction of a second, is counted.
+    start, end = iso(query.from_), iso(_ceil_second(query.to))
     group_params: list[Value] = []
     groups = [f"max({_column(key, dialect, group_params)}) AS g{i}" for i, key in enumerate(query.group_by)]
     where_params: list[Value] = [tenant_id, start[:10], end[:10], start, end, query.meter]
