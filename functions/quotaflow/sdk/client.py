@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -185,16 +185,7 @@ class Client:
     ) -> models.UsageReport:
         """Usage of `meter` from `start` to `end` per window and group (POST /v1/analytics/usage). A query that
         Athena is still running is polled once a second, at most `polls_max` times; then its `status` is `running`."""
-        body = {
-            "meter": meter,
-            "from": start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "to": end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "window": window,
-            "group_by": list(group_by),
-            "filters": dict(filters or {}),
-            "limit": limit,
-        }
-        report = self._send(calls.usage_report(body))
+        report = self._send(calls.usage_report(meter, start, end, window, group_by, filters, limit))
         for _ in range(polls_max):
             if report.status != "running" or report.query_id is None:
                 break
