@@ -20,6 +20,12 @@ class Settings(BaseModel):
     stripe_api_base: str | None = None  # where the Stripe SDK sends requests (a loopback server in tests)
     alert_bus: str | None = None  # the EventBridge bus alerts are also put on
     allow_loopback_webhooks: bool = False  # `serve` only: http webhooks to 127.0.0.1 for local receivers
+    # The usage lake: written to a local directory (`serve`) or a Firehose stream, read by DuckDB or Athena.
+    lake_dir: str | None = None
+    lake_stream: str | None = None
+    lake_database: str | None = None
+    lake_table: str | None = None
+    athena_workgroup: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -33,4 +39,9 @@ class Settings(BaseModel):
             kms_key_id=env.get("QUOTAFLOW_KMS_KEY_ID") or None,
             stripe_api_base=env.get("QUOTAFLOW_STRIPE_API_BASE") or None,
             alert_bus=env.get("QUOTAFLOW_ALERT_BUS") or None,
+            lake_dir=env.get("QUOTAFLOW_LAKE_DIR") or None,
+            lake_stream=env.get("QUOTAFLOW_LAKE_STREAM") or None,
+            lake_database=env.get("QUOTAFLOW_LAKE_DATABASE") or None,
+            lake_table=env.get("QUOTAFLOW_LAKE_TABLE") or None,
+            athena_workgroup=env.get("QUOTAFLOW_ATHENA_WORKGROUP") or None,
         )

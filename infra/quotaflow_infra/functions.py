@@ -38,6 +38,8 @@ class Access(Enum):
     ADMIN_KEY = "read the admin key secret"
     ALERT_BUS = "put events on the alert bus"
     TENANT_SECRETS = "encrypt and decrypt tenants' Stripe secrets with the stack's key"
+    LAKE_WRITE = "put records on the usage lake's Firehose stream"
+    LAKE_QUERY = "run usage queries over the lake in its Athena workgroup"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ COUNTER_WRITES: Mapping[str, Any] = {
     "eventName": ["INSERT", "MODIFY"],
     "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "S#CTR#"}]}}},
 }
+# Ledger entries as they are written (entries are never changed): the usage lake's records.
+LEDGER_INSERTS: Mapping[str, Any] = {
+    "eventName": ["INSERT"],
+    "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "L#"}]}}},
+}
 EXPORT_FAILURES = AppMetricAlarm("ExportFailures", "Sum", threshold=1, period_minutes=60)
 # The sweeper runs every minute; a reservation overdue by 10 minutes means it is failing or falling behind.
 OLDEST_OVERDUE_RESERVATION = AppMetricAlarm(
@@ -137,13 +144,15 @@ class FunctionSpec:
 
 # fmt: off
 FUNCTIONS: tuple[FunctionSpec, ...] = (
-    FunctionSpec("Api", f"{HANDLER_PACKAGE}.api.handler", Bundle.SERVER, HttpRoute("ANY", API_PATH), access=frozenset({Access.TABLE, Access.ADMIN_KEY, Access.TENANT_SECRETS}), timeout_s=10),  # noqa: E501
+    FunctionSpec("Api", f"{HANDLER_PACKAGE}.api.handler", Bundle.SERVER, HttpRoute("ANY", API_PATH), access=frozenset({Access.TABLE, Access.ADMIN_KEY, Access.TENANT_SECRETS, Access.LAKE_QUERY}), timeout_s=10),  # noqa: E501
     FunctionSpec("StripeWebhook", f"{HANDLER_PACKAGE}.stripe_webhook.handler", Bundle.STRIPE, HttpRoute("POST", STRIPE_WEBHOOK_PATH), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=10),  # noqa: E501
     # a failed minute is redone by the next, so no retries
     FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,)),  # noqa: E501
     FunctionSpec("Reaper", f"{HANDLER_PACKAGE}.reaper.handler", Bundle.SERVER, TableStream(filters=(TTL_REMOVALS,), from_oldest=True), retry_attempts=5),  # noqa: E501
     # one run at a time keeps Stripe's one-call-per-customer-and-meter rule
     FunctionSpec("BillingExport", f"{HANDLER_PACKAGE}.billing_export.handler", Bundle.STRIPE, Every(minutes=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=300, reserved_concurrency=1, alarms=(EXPORT_FAILURES,)),  # noqa: E501
+    # the lake is at least once (readers dedupe by entry_id), so retries are safe
+    FunctionSpec("LakeWriter", f"{HANDLER_PACKAGE}.lake_writer.handler", Bundle.SERVER, TableStream(filters=(LEDGER_INSERTS,), from_oldest=True), access=frozenset({Access.LAKE_WRITE}), memory_mb=256, retry_attempts=5),  # noqa: E501
     FunctionSpec("Notifier", f"{HANDLER_PACKAGE}.notifier.handler", Bundle.SERVER, TableStream(filters=(COUNTER_WRITES,)), access=frozenset({Access.TABLE, Access.ALERT_BUS, Access.TENANT_SECRETS}), retry_attempts=5),  # noqa: E501
 )
 # fmt: on

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, Aws, CfnElement, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -28,6 +29,9 @@ from constructs import Construct, IConstruct
 from quotaflow_infra.bundling import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, BundleCodes
 from quotaflow_infra.functions import Access, AppMetricAlarm, Every, FunctionSpec, HttpRoute, TableStream
 from quotaflow_infra.settings import LOG_RETENTION, StackSettings
+
+if TYPE_CHECKING:
+    from quotaflow_infra.lake import UsageLake
 
 # Must match functions/quotaflow/observability.py: Powertools adds `service` as the one default dimension,
 # and an alarm matches a metric only with exactly the same dimensions (tests/infra checks both values).
@@ -53,6 +57,7 @@ class Shared:
     admin_key: secretsmanager.ISecret
     alert_bus: events.IEventBus
     http_api: apigwv2.HttpApi
+    lake: UsageLake
 
 
 def kebab(name: str) -> str:
@@ -122,6 +127,10 @@ class QuotaflowFunction(Construct):
             environment[ENV_ALERT_BUS] = shared.alert_bus.event_bus_name
         if Access.TENANT_SECRETS in self.spec.access:
             environment[ENV_KMS_KEY_ID] = shared.key.key_arn
+        if Access.LAKE_WRITE in self.spec.access:
+            environment |= shared.lake.write_environment
+        if Access.LAKE_QUERY in self.spec.access:
+            environment |= shared.lake.query_environment
         return environment
 
     def _grant(self) -> None:
@@ -134,6 +143,10 @@ class QuotaflowFunction(Construct):
             self.shared.alert_bus.grant_put_events_to(self.function)
         if Access.TENANT_SECRETS in access:
             self.shared.key.grant_encrypt_decrypt(self.function)
+        if Access.LAKE_WRITE in access:
+            self.shared.lake.grant_write(self.function)
+        if Access.LAKE_QUERY in access:
+            self.shared.lake.grant_query(self.function)
 
     def _failure_queue(self) -> sqs.Queue:
         # SQS-managed encryption, not the stack's key: these queues hold invocation metadata (stream positions,
@@ -262,6 +275,8 @@ class QuotaflowFunction(Construct):
                 "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "CDK's grant for the table's customer-managed "
                 "key; scoped to that one key.",
             }
+        if Access.LAKE_QUERY in self.spec.access:
+            findings |= self.shared.lake.query_findings()
         acknowledge(self, findings)
 
 

@@ -22,6 +22,7 @@ from constructs import Construct
 
 from quotaflow_infra.bundling import BundleCodes
 from quotaflow_infra.functions import STRIPE_WEBHOOK_PATH, FunctionSpec, HttpRoute
+from quotaflow_infra.lake import UsageLake
 from quotaflow_infra.lambdas import ALARM_PERIOD_MINUTES, QuotaflowFunction, Shared, acknowledge, alarm, removal_policy
 from quotaflow_infra.settings import LOG_RETENTION, BundleMode, StackSettings
 
@@ -96,7 +97,8 @@ class QuotaflowStack(Stack):
         self.admin_key = self._admin_key()
         self.alert_bus = events.EventBus(self, "AlertBus", event_bus_name=f"{settings.prefix}-alerts")
         self.http_api, self.http_stage = self._http_api()
-        shared = Shared(settings, codes, self.key, self.table, self.admin_key, self.alert_bus, self.http_api)
+        self.lake = UsageLake(self, "UsageLake", settings=settings, key=self.key)
+        shared = Shared(settings, codes, self.key, self.table, self.admin_key, self.alert_bus, self.http_api, self.lake)
         self.functions = [QuotaflowFunction(self, spec, shared) for spec in functions]
         server_errors = self.http_api.metric_server_error(
             period=Duration.minutes(ALARM_PERIOD_MINUTES), statistic="Sum"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.browser.conftest import Api, ServerClock, Tenant
+from tests.browser.conftest import ADMIN_KEY, Api, ServerClock, Tenant
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +126,51 @@ def test_dashboard_ranks_users_and_charts_one_users_usage_with_the_key_in_memory
     page.get_by_role("button", name="Forget key").click()
     expect(page.locator("#users")).to_be_hidden()
     expect(page.locator("#connection")).to_have_text("Not connected")
+
+
+def test_dashboard_charts_the_tenants_usage_by_model_per_day_and_its_top_users(
+    page: Page, api: Api, tenant: Tenant, server_clock: ServerClock, artifacts: Path
+) -> None:
+    # Given two days of usage by three users on two models (and one event without a model), in the lake
+    tenant.ok("PUT", "/v1/plans/plan_pro", PLAN)
+    for user in ("alice", "bob", "carol"):
+        tenant.ok("PUT", f"/v1/users/{user}/subscription", {"plan_id": "plan_pro"})
+    now = datetime.now(UTC)
+    usage = {2: [("alice", 300, "gpt-4o"), ("bob", 100, "claude")], 1: [("alice", 200, "gpt-4o"),
+             ("carol", 50, "gpt-4o"), ("bob", 80, None)]}  # fmt: skip
+    for days_ago, events in usage.items():
+        server_clock.pinned = now - timedelta(days=days_ago)
+        for user, tokens, model in events:
+            properties = {"model": model} if model else {}
+            body = {"user_id": user, "lines": [{"meter": "tokens", "amount": tokens}], "properties": properties}
+            tenant.ok("POST", "/v1/events", body, status=201)
+    server_clock.pinned = None
+    flushed = httpx.post(f"{api.url}/_local/run/notifier", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert flushed.status_code == 200, flushed.text
+
+    # When the operator connects
+    page.goto(f"{api.url}/v1/dashboard")
+    page.get_by_label("Tenant secret key").fill(tenant.secret_key)
+    page.get_by_role("button", name="Connect").click()
+
+    # Then, on the tokens meter, the analytics section charts each day's usage stacked by model, and ranks the
+    # users over the range
+    expect(page.locator("#analytics-meter option")).to_have_count(2)
+    page.locator("#analytics-meter").select_option("tokens")
+    chart = page.locator("#model-chart svg")
+    expect(chart.locator("rect.bar")).to_have_count(4)  # (day, model): gpt-4o and claude, then gpt-4o and none
+    expect(page.locator("#model-chart figcaption")).to_contain_text("gpt-4o")
+    expect(page.locator("#model-chart figcaption")).to_contain_text("claude")
+    top = page.locator("#top-users-table tbody tr")
+    expect(top).to_have_count(3)
+    assert top.evaluate_all("rows => rows.map(r => r.dataset.user)") == ["alice", "bob", "carol"]
+    expect(top.first.locator("td").nth(2)).to_have_text("500")
+    daily = page.locator("#daily-table tbody tr")
+    expect(daily).to_have_count(2)
+    expect(daily.nth(0).locator("td").nth(1)).to_have_text("400")
+    expect(daily.nth(1).locator("td").nth(1)).to_have_text("330")
+    assert chart.locator("rect.series-0").count() == 2  # gpt-4o, the most used model, gets the first colour
+    page.locator("#analytics").screenshot(path=str(artifacts / "dashboard-analytics.png"))
 
 
 def test_a_refused_key_is_reported_and_not_kept(page: Page, api: Api) -> None:

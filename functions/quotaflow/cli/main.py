@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from quotaflow.cli import export, invoke, plans, remote
+from quotaflow.cli import export, invoke, plans, remote, report
 from quotaflow.cli.extras import LOCAL_MODULES, SERVER_MODULES, require
 from quotaflow.cli.output import CommandFailed, Subparsers
 from quotaflow.sdk.errors import QuotaflowError
@@ -22,6 +22,7 @@ Run the same Lambda handlers that AWS runs, on your machine:
 Manage a running deployment (--url / $QUOTAFLOW_URL, --api-key / $QUOTAFLOW_API_KEY):
   quotaflow tenants create TENANT_ID      quotaflow keys create|revoke ...     (admin key)
   quotaflow plans apply plans.yaml        quotaflow usage USER                 quotaflow verify [USER]
+  quotaflow report --meter tokens --group-by model --window day [--csv]      (usage from the lake)
 
 Every command has --help; commands that call the API print tables, or JSON with --json.
 """
@@ -39,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         table_name=args.table,
         workers=args.workers,
         timers=not args.no_timers,
+        lake_dir=args.lake_dir,
     )
     backend = args.dynamodb_endpoint or "embedded DynamoDB (moto, in memory: data is gone when this stops)"
     print(f"quotaflow serving on {server.url}  (DynamoDB: {backend})", flush=True)
@@ -95,6 +97,12 @@ def _add_serve(commands: Subparsers) -> None:
         action="store_true",
         help="do not run the scheduled functions (sweeper) on timers; POST /_local/run/{job} still runs them",
     )
+    serve.add_argument(
+        "--lake-dir",
+        metavar="DIR",
+        help="write the usage lake (NDJSON, tenant_id=/day= folders) here and keep it (default: a temporary "
+        "directory removed on exit)",
+    )
     serve.set_defaults(run=_serve)
 
 
@@ -120,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
     plans.add_commands(commands)
     remote.add_tenant_commands(commands)
     export.add_command(commands)
+    report.add_command(commands)
     return root
 
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from quotaflow import __version__
-from quotaflow.handlers import runs, schemas, web  # noqa: F401  (runs and web register their routes)
+from quotaflow.handlers import analytics, runs, schemas, web  # noqa: F401  (analytics, runs and web register their routes)
 from quotaflow.handlers.http import (
     access,
     admin_scope,

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from quotaflow.config import Settings
 from quotaflow.services.scope import ContainerCache
@@ -15,6 +15,10 @@ from quotaflow.services.tenants import KeyCache
 from quotaflow.store.connect import connect, events_client, read_admin_key, secret_box
 from quotaflow.store.secret_box import SecretBox
 from quotaflow.store.table import Store
+
+if TYPE_CHECKING:
+    from quotaflow.store.lake import LakeWriter
+    from quotaflow.store.lake_query import Lake
 
 
 @dataclass
@@ -27,6 +31,25 @@ class Runtime:
     _secret_box: SecretBox | None = None
 
     _events: Any = None
+    _lake: Any = None
+
+    def lake(self) -> Lake | None:
+        """The usage lake's reader, built on the first analytics request (never at cold start)."""
+        if self._lake is None:
+            from quotaflow.store.lake_query import open_lake
+
+            self._lake = open_lake(self.settings)
+        return cast("Lake | None", self._lake)
+
+    _lake_writer: Any = None
+
+    def lake_writer(self) -> LakeWriter | None:
+        """Where ledger entries go for the usage lake: Firehose in AWS, a local directory under `serve`."""
+        if self._lake_writer is None:
+            from quotaflow.store.lake import open_writer
+
+            self._lake_writer = open_writer(self.settings)
+        return cast("LakeWriter | None", self._lake_writer)
 
     def publish(self, detail: dict[str, Any], tenant_id: str) -> None:
         """Put an alert on the stack's EventBridge bus (QUOTAFLOW_ALERT_BUS); nowhere when none is configured."""

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -34,10 +35,11 @@ Job = Callable[[dict[str, Any]], dict[str, Any]]
 
 def _bind_jobs(settings: Settings, client: Any) -> dict[str, Job]:
     """Each scheduled function's handler, called in this process (bound to the same table as the API). The
-    notifier also gets the table's stream, polled: Lambda's event source mapping in AWS."""
+    notifier and the lake writer also get the table's stream, polled once for both: in AWS each has its own event
+    source mapping, and each sees every record."""
     import boto3
 
-    from quotaflow.handlers import billing_export, notifier, sweeper
+    from quotaflow.handlers import billing_export, lake_writer, notifier, sweeper
     from quotaflow.local.events import LocalContext
     from quotaflow.local.streams import StreamPoller
     from quotaflow.store.connect import CLIENT_CONFIG
@@ -53,6 +55,8 @@ def _bind_jobs(settings: Settings, client: Any) -> dict[str, Job]:
     def notify(event: dict[str, Any]) -> dict[str, Any]:
         records = poller.poll()
         written = notifier.handler({"Records": records}, context("notifier")) if records else {}
+        if records:
+            lake_writer.handler({"Records": records}, context("lake-writer"))
         return {"stream_records": len(records), **written, **notifier.handler(event, context("notifier"))}
 
     return {
@@ -314,6 +318,8 @@ class LocalServer:
     invoke: InProcess | WorkerPool
     admin_key: str
     timers: Timers | None = None
+    lake_dir: str | None = None  # where the usage lake's NDJSON files go
+    lake_scratch: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
@@ -336,6 +342,8 @@ class LocalServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.invoke.close()
+        if self.lake_scratch is not None:
+            self.lake_scratch.cleanup()
 
 
 def build_server(
@@ -347,11 +355,18 @@ def build_server(
     admin_key: str | None = None,
     workers: int = 4,
     timers: bool = False,
+    lake_dir: str | None = None,
 ) -> LocalServer:
-    """Create the table if missing, bind the API, listen. The port answers only once all of that is done."""
+    """Create the table if missing, bind the API, listen. The port answers only once all of that is done.
+    The usage lake goes to `lake_dir`, else to a fresh directory removed when the server closes."""
     admin_key = admin_key or os.environ.get("QUOTAFLOW_ADMIN_KEY") or "qf_admin_" + secrets.token_urlsafe(24)
+    scratch = None if lake_dir else tempfile.TemporaryDirectory(prefix="quotaflow-lake-")
     settings = Settings(
-        table_name=table_name, dynamodb_endpoint=dynamodb_endpoint, admin_key=admin_key, allow_loopback_webhooks=True
+        table_name=table_name,
+        dynamodb_endpoint=dynamodb_endpoint,
+        admin_key=admin_key,
+        allow_loopback_webhooks=True,
+        lake_dir=lake_dir or (scratch.name if scratch else None),
     )
     invoke: InProcess | WorkerPool
     if dynamodb_endpoint is None:
@@ -363,4 +378,4 @@ def build_server(
         invoke = WorkerPool(settings, workers)
     httpd = ThreadingHTTPServer((host, port), _handler_class(invoke, admin_key))
     httpd.daemon_threads = True
-    return LocalServer(httpd, invoke, admin_key, Timers(invoke) if timers else None)
+    return LocalServer(httpd, invoke, admin_key, Timers(invoke) if timers else None, settings.lake_dir, scratch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -11,7 +12,13 @@ import httpx
 
 from quotaflow.sdk import calls, models
 from quotaflow.sdk.calls import Amounts, Call, LimitInput, Lines, QuoteRunInput
-from quotaflow.sdk.client import LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGES_MAX_DEFAULT, TTL_SECONDS_DEFAULT
+from quotaflow.sdk.client import (
+    LEDGER_PAGE_SIZE_DEFAULT,
+    LEDGER_PAGES_MAX_DEFAULT,
+    REPORT_POLL_INTERVAL_S,
+    REPORT_POLLS_MAX,
+    TTL_SECONDS_DEFAULT,
+)
 from quotaflow.sdk.errors import PageLimitReached
 from quotaflow.sdk.reservation import AsyncReservation, PendingReservation
 from quotaflow.sdk.retry import Outcome, RetryPolicy
@@ -180,6 +187,27 @@ class AsyncClient:
                 return
             cursor = page.next_cursor
         raise PageLimitReached(f"stopped after {pages_max} ledger pages", next_cursor=cursor or "")
+
+    async def usage_report(
+        self,
+        meter: str,
+        start: datetime,
+        end: datetime,
+        *,
+        window: str = "day",
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        polls_max: int = REPORT_POLLS_MAX,
+    ) -> models.UsageReport:
+        """As `Client.usage_report`: a query Athena is still running is polled once a second, at most `polls_max`."""
+        report = await self._send(calls.usage_report(meter, start, end, window, group_by, filters, limit))
+        for _ in range(polls_max):
+            if report.status != "running" or report.query_id is None:
+                break
+            await asyncio.sleep(REPORT_POLL_INTERVAL_S)
+            report = await self._send(calls.analytics_query(report.query_id))
+        return report
 
     async def verify(self, user_id: str | None = None) -> models.VerifyResult:
         return await self._send(calls.verify(user_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote as url_quote
 
@@ -224,6 +225,36 @@ def ledger(user_id: str, limit: int, cursor: str | None) -> Call[models.LedgerPa
 
 def verify(user_id: str | None) -> Call[models.VerifyResult]:
     return Call("POST", "/v1/verify", models.VerifyResult.model_validate, _without_none({"user_id": user_id}))
+
+
+def usage_report(
+    meter: str,
+    start: datetime,
+    end: datetime,
+    window: str,
+    group_by: Sequence[str],
+    filters: Mapping[str, str] | None,
+    limit: int | None,
+) -> Call[models.UsageReport]:
+    body = {
+        "meter": meter,
+        "from": _utc(start),
+        "to": _utc(end),
+        "window": window,
+        "group_by": list(group_by),
+        "filters": dict(filters or {}),
+        "limit": limit,
+    }
+    return Call("POST", "/v1/analytics/usage", models.UsageReport.model_validate, _without_none(body))
+
+
+def _utc(moment: datetime) -> str:
+    """Full precision: the server rounds an exclusive `to` up to the second, so nothing of its last second is lost."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def analytics_query(query_id: str) -> Call[models.UsageReport]:
+    return Call("GET", f"/v1/analytics/queries/{_segment(query_id)}", models.UsageReport.model_validate)
 
 
 def user_token(user_id: str, ttl_seconds: int) -> Call[models.UserToken]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -28,6 +29,8 @@ T = TypeVar("T")
 LEDGER_PAGE_SIZE_DEFAULT = 200  # the server's maximum page
 LEDGER_PAGES_MAX_DEFAULT = 1000
 TTL_SECONDS_DEFAULT = 900  # the server's default hold; a run's heartbeat extends by the run's own ttl
+REPORT_POLLS_MAX = 60  # a usage query Athena is still running: polled once a second for up to a minute
+REPORT_POLL_INTERVAL_S = 1.0
 
 
 class Client:
@@ -189,6 +192,28 @@ class Client:
                 return
             cursor = page.next_cursor
         raise PageLimitReached(f"stopped after {pages_max} ledger pages", next_cursor=cursor or "")
+
+    def usage_report(
+        self,
+        meter: str,
+        start: datetime,
+        end: datetime,
+        *,
+        window: str = "day",
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        polls_max: int = REPORT_POLLS_MAX,
+    ) -> models.UsageReport:
+        """Usage of `meter` from `start` to `end` per window and group (POST /v1/analytics/usage). A query that
+        Athena is still running is polled once a second, at most `polls_max` times; then its `status` is `running`."""
+        report = self._send(calls.usage_report(meter, start, end, window, group_by, filters, limit))
+        for _ in range(polls_max):
+            if report.status != "running" or report.query_id is None:
+                break
+            time.sleep(REPORT_POLL_INTERVAL_S)
+            report = self._send(calls.analytics_query(report.query_id))
+        return report
 
     def verify(self, user_id: str | None = None) -> models.VerifyResult:
         """Check that counters reconcile to the ledger: one user, or the whole tenant."""

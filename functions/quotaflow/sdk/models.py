@@ -163,6 +163,14 @@ class VerifyProblem(Model):
     message: str
 
 
+class UsageReport(Model):
+    """Usage per window and group from the lake. `status` is `running` (no rows yet) while Athena still works."""
+
+    rows: list[dict[str, Any]] = []
+    query_id: str | None = None
+    status: Literal["succeeded", "running"] = "succeeded"
+
+
 class VerifyResult(Model):
     ok: bool
     checked: int

@@ -16,6 +16,7 @@
     T#<tenant>#R#<reservation>  RSV                      reservation
     T#<tenant>#R#<reservation>  STEP#<entry_id>          one draw on it (lines, overage, step properties)
     T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
+    T#<tenant>#AQ#<query_id>    QUERY                    an analytics query started on Athena (TTL)
 
 GSI1 (gsi1pk, gsi1sk) = (T#<tenant>#PLAN#<plan_id>, <user>) on subscriptions: a plan's subscribers.
 GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>, <expires_at>#<tenant>#<reservation>) on pending reservations only:
@@ -174,3 +175,8 @@ def grant_expiry_bucket(expires_at_iso: str) -> str:
 def expiry_bucket(expires_at_iso: str) -> str:
     """Reservations expiring in the same minute share a GSI2 partition: the sweeper reads past buckets."""
     return f"EXP#{expires_at_iso[:16]}"
+
+
+def analytics_query(tenant_id: str, query_id: str) -> Key:
+    """An Athena query a tenant started: who may poll it, and how to shape its rows (TTL: a day)."""
+    return {"pk": f"T#{tenant_id}#AQ#{query_id}", "sk": "QUERY"}

@@ -4,6 +4,10 @@
   "use strict";
 
   var USERS_LISTED = 100;
+  var ANALYTICS_ROWS = 10000;  // the API's maximum
+  var ANALYTICS_POLLS_MAX = 30;  // an Athena query still running: polled once a second for half a minute
+  var TOP_USERS = 20;
+  var MODEL_SERIES_MAX = 6;  // the top five models by use, and the rest together
   var LEDGER_PAGE = 200;  // the API's page maximum
   var HOLDS_LOOKED_UP_MAX = 10;  // reservations read one by one for their expiry
   var SVG_NS = "http://www.w3.org/2000/svg";
@@ -48,7 +52,7 @@
 
   // --- the API, with the key from memory --------------------------------------------------------------------
 
-  function api(path, query) {
+  function api(path, query, body) {
     if (!secretKey) return Promise.reject({status: 0, code: "not_connected", message: "not connected"});
     var url = new URL(path, document.baseURI);
     Object.keys(query || {}).forEach(function (name) {
@@ -56,7 +60,14 @@
         url.searchParams.set(name, query[name]);
       }
     });
-    return fetch(url, {headers: {"Authorization": "Bearer " + secretKey}, cache: "no-store", credentials: "omit"})
+    var headers = {"Authorization": "Bearer " + secretKey};
+    var init = {headers: headers, cache: "no-store", credentials: "omit"};
+    if (body !== undefined) {
+      init.method = "POST";
+      init.body = JSON.stringify(body);
+      headers["Content-Type"] = "application/json";
+    }
+    return fetch(url, init)
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (body) {
           if (response.ok) return body;
@@ -100,18 +111,20 @@
       $("connection").textContent = "Connected with key …" + key.slice(-4);
       $("forget").hidden = false;
       $("users").hidden = false;
+      $("analytics").hidden = false;
       $("export").hidden = false;
+      loadAnalytics();
     });
   }
 
   function forget() {
     secretKey = null;
     state = {user: null, usage: null, entries: [], nextCursor: null, chartMeter: null, generation: state.generation + 1};
-    ["users", "user", "export", "forget"].forEach(function (id) { $(id).hidden = true; });
-    ["users-table", "counters-table", "holds-table", "ledger-table"].forEach(function (id) {
-      $(id).tBodies[0].replaceChildren();
-    });
+    ["users", "analytics", "user", "export", "forget"].forEach(function (id) { $(id).hidden = true; });
+    ["users-table", "counters-table", "holds-table", "ledger-table", "top-users-table", "daily-table"].forEach(
+      function (id) { $(id).tBodies[0].replaceChildren(); });
     $("chart").replaceChildren();
+    $("model-chart").replaceChildren();
     $("connection").textContent = "Not connected";
   }
 
@@ -123,6 +136,12 @@
       var chosen = select.value;
       while (select.options.length > 1) select.remove(1);
       listing.meters.forEach(function (meter) { select.add(new Option(meter, meter, false, meter === chosen)); });
+      var analyticsMeter = $("analytics-meter");
+      var charted = analyticsMeter.value;
+      analyticsMeter.replaceChildren();
+      listing.meters.forEach(function (meter) {
+        analyticsMeter.add(new Option(meter, meter, false, meter === charted));
+      });
       renderUsers(listing);
       $("connect-error").textContent = "";
       return true;
@@ -383,7 +402,150 @@
     figure.appendChild(caption);
   }
 
+  // --- usage analytics: the tenant's usage from the lake (POST /v1/analytics/usage) -----------------------------
+
+  function usageQuery(body) {
+    function settle(answer, polls) {
+      if (answer.status !== "running" || polls >= ANALYTICS_POLLS_MAX) return answer;
+      return new Promise(function (resolve) { setTimeout(resolve, 1000); }).then(function () {
+        return api("analytics/queries/" + encodeURIComponent(answer.query_id));
+      }).then(function (next) { return settle(next, polls + 1); });
+    }
+    return api("analytics/usage", null, body).then(function (answer) { return settle(answer, 0); });
+  }
+
+  function loadAnalytics() {
+    var meter = $("analytics-meter").value;
+    if (!meter) {
+      $("analytics-note").textContent = "No meters yet.";
+      return Promise.resolve();
+    }
+    var to = new Date();
+    var from = new Date(to.getTime() - Number($("analytics-days").value) * 86400000);
+    var range = {meter: meter, from: from.toISOString(), to: to.toISOString(), limit: ANALYTICS_ROWS};
+    var generation = state.generation;
+    $("analytics-note").textContent = "Querying…";
+    return Promise.all([
+      usageQuery(Object.assign({window: "day", group_by: ["model"]}, range)),
+      usageQuery(Object.assign({window: "month", group_by: ["user"]}, range)),
+      usageQuery(Object.assign({window: "day"}, range))
+    ]).then(function (answers) {
+      if (generation !== state.generation) return;
+      if (answers.some(function (a) { return a.status === "running"; })) {
+        $("analytics-note").textContent = "The lake is still answering; refresh in a moment.";
+        return;
+      }
+      renderModelChart(answers[0].rows);
+      renderTopUsers(answers[1].rows);
+      renderDaily(answers[2].rows);
+      $("analytics-note").textContent = "From the usage lake, " + when(range.from) + " to " + when(range.to) +
+        ". Entries reach the lake within seconds under quotaflow serve, within minutes in AWS.";
+    }, failed);
+  }
+
+  function totals(rows, key) {
+    var found = {};
+    rows.forEach(function (row) {
+      var name = row[key] === null ? "(none)" : row[key];
+      var total = found[name] = found[name] || {name: name, used: 0, events: 0};
+      total.used += row.used;
+      total.events += row.events;
+    });
+    return Object.keys(found).map(function (name) { return found[name]; })
+      .sort(function (a, b) { return b.used - a.used || (a.name < b.name ? -1 : 1); });
+  }
+
+  function renderTopUsers(rows) {
+    var tbody = $("top-users-table").tBodies[0];
+    tbody.replaceChildren();
+    totals(rows, "user").slice(0, TOP_USERS).forEach(function (user, index) {
+      var tr = el("tr");
+      tr.setAttribute("data-user", user.name);
+      tr.append(cell(index + 1, "num"), cell(user.name), cell(num(user.used), "num"), cell(num(user.events), "num"));
+      tbody.appendChild(tr);
+    });
+    if (!rows.length) emptyRow(tbody, 4, "No usage in this range.");
+  }
+
+  function renderDaily(rows) {
+    var tbody = $("daily-table").tBodies[0];
+    tbody.replaceChildren();
+    rows.forEach(function (row) {
+      var tr = el("tr");
+      tr.append(cell(row.window_start.slice(0, 10)), cell(num(row.used), "num"), cell(num(row.events), "num"));
+      tbody.appendChild(tr);
+    });
+    if (!rows.length) emptyRow(tbody, 3, "No usage in this range.");
+  }
+
+  // Stacked bars, one per day: the top models by use each get a colour, the rest share the last.
+  function renderModelChart(rows) {
+    var figure = $("model-chart");
+    figure.replaceChildren();
+    if (!rows.length) {
+      figure.appendChild(el("figcaption", null, "No usage in this range."));
+      return;
+    }
+    var ranked = totals(rows, "model");
+    var series = {};
+    ranked.forEach(function (model, index) { series[model.name] = Math.min(index, MODEL_SERIES_MAX - 1); });
+    var days = [];
+    var stacks = {};
+    rows.forEach(function (row) {
+      var day = row.window_start.slice(0, 10);
+      if (!stacks[day]) { stacks[day] = []; days.push(day); }
+      stacks[day].push(row);
+    });
+    days.sort();
+    var peak = 1;
+    days.forEach(function (day) {
+      var height = 0;
+      stacks[day].forEach(function (row) { height += Math.max(0, row.used); });
+      peak = Math.max(peak, height);
+    });
+    var W = 900, H = 240, left = 64, right = 16, top = 12, bottom = 30;
+    var slot = (W - left - right) / days.length;
+    var width = Math.max(2, slot * 0.7);
+    function y(v) { return top + (1 - v / peak) * (H - top - bottom); }
+    var chart = svg("svg", {viewBox: "0 0 " + W + " " + H, role: "img", "aria-labelledby": "model-chart-title"});
+    chart.appendChild(svg("title", {id: "model-chart-title"}, "Usage by model per day, " + days.length + " days, " +
+      ranked.length + " models"));
+    [0, 0.5, 1].forEach(function (share) {
+      var value = Math.round(peak * share);
+      chart.appendChild(svg("line", {"class": "axis", x1: left, x2: W - right, y1: y(value), y2: y(value)}));
+      chart.appendChild(svg("text", {"class": "tick", x: left - 6, y: y(value) + 4, "text-anchor": "end"}, num(value)));
+    });
+    days.forEach(function (day, index) {
+      var x = left + slot * index + (slot - width) / 2;
+      var base = 0;
+      stacks[day].sort(function (a, b) { return series[name(a)] - series[name(b)]; }).forEach(function (row) {
+        if (row.used <= 0) return;  // refunds lower the day's total (in the table) but draw no bar
+        var bar = svg("rect", {"class": "bar series-" + series[name(row)], x: x.toFixed(1),
+          y: y(base + row.used).toFixed(1), width: width.toFixed(1), height: (y(base) - y(base + row.used)).toFixed(1)});
+        bar.appendChild(svg("title", {}, day + " · " + name(row) + ": " + num(row.used) + " in " + num(row.events) +
+          " entries"));
+        chart.appendChild(bar);
+        base += row.used;
+      });
+      if (index === 0 || index === days.length - 1 || index === Math.floor(days.length / 2)) {
+        chart.appendChild(svg("text", {"class": "tick", x: x + width / 2, y: H - 10, "text-anchor": "middle"}, day));
+      }
+    });
+    figure.appendChild(chart);
+    var caption = el("figcaption");
+    ranked.slice(0, MODEL_SERIES_MAX).forEach(function (model, index) {
+      var label = index === MODEL_SERIES_MAX - 1 && ranked.length > MODEL_SERIES_MAX ? "other models" : model.name;
+      caption.appendChild(el("span", "legend series-" + index, "■ " + label));
+    });
+    figure.appendChild(caption);
+  }
+
+  function name(row) { return row.model === null ? "(none)" : row.model; }
+
   document.addEventListener("DOMContentLoaded", function () {
+    $("analytics-meter").addEventListener("change", loadAnalytics);
+    $("analytics-days").addEventListener("change", loadAnalytics);
+    $("analytics-refresh").addEventListener("click", loadAnalytics);
     $("key-form").addEventListener("submit", connect);
     $("forget").addEventListener("click", function () { forget(); $("secret-key").focus(); });
     $("users-meter").addEventListener("change", loadUsers);
