@@ -71,7 +71,7 @@ def test_insufficient_quota_is_402_with_details(qf: Api) -> None:
     assert refused.body["error"] == {
         "code": "insufficient_quota",
         "message": refused.body["error"]["message"],
-        "details": {"meter": "tokens", "requested": 100001, "available": 100000},
+        "details": {"meter": "tokens", "requested": 100001, "available": 100000, "scope": "user"},
     }
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Limit, LimitOverride, Plan
-from quotaflow.services import audit, metering, plans
+from quotaflow.services import audit, balances, plans
 from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.store.table import Store
 from tests.conftest import Clock
@@ -46,7 +46,7 @@ class Tenant:
         plans.put_subscription(self.scope, user_id, plan.plan_id, overrides, None)
 
     def counter(self, user_id: str, meter: str) -> dict[str, Any]:
-        usage = metering.usage(self.scope, user_id)
+        usage = balances.usage(self.scope, user_id)
         return next(c.model_dump() for c in usage.counters if c.meter == meter)
 
     def assert_verified(self, user_id: str | None = None) -> None:

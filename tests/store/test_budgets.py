@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quotaflow.ledger.errors import IdempotencyKeyReused
-from quotaflow.services import metering
+from quotaflow.services import balances, metering
 from quotaflow.services.idempotency import IdempotencyClaim, Replay
 from quotaflow.store.table import Store
 from tests.conftest import Clock, dynamodb_calls
@@ -38,10 +38,10 @@ def test_steady_state_call_budget(warm: Tenant) -> None:
     metering.track(warm.scope, "u1", lines(tokens=5, requests=1), None, None)
     assert calls == ["TransactWriteItems"], "event"
     calls.clear()
-    metering.usage(warm.scope, "u1")
+    balances.usage(warm.scope, "u1")
     assert calls == ["Query"], "usage"
     calls.clear()
-    metering.can_use_one(warm.scope, "u1", lines(tokens=5)[0])
+    balances.can_use_one(warm.scope, "u1", lines(tokens=5)[0])
     assert calls == ["Query"], "can-use"
 
 

@@ -13,7 +13,7 @@ from quotaflow.ledger.errors import (
     ReservationNotPending,
 )
 from quotaflow.ledger.plans import LimitOverride
-from quotaflow.services import audit, credits, metering, plans
+from quotaflow.services import audit, balances, credits, metering, plans
 from quotaflow.store import keys
 from quotaflow.store.table import Store
 from tests.conftest import Clock
@@ -34,15 +34,15 @@ def test_seed_scenario_reserve_commit_refunds_the_rest(acme: Tenant) -> None:
     assert [(x.meter, x.amount) for x in result.refunded] == [("tokens", 3200)]
     counter = acme.counter("u1", "tokens")
     assert (counter["used"], counter["reserved"], counter["remaining"]) == (800, 0, 99_200)
-    assert metering.can_use_one(acme.scope, "u1", lines(tokens=99_201)[0]).allowed is False
-    assert metering.can_use_one(acme.scope, "u1", lines(tokens=99_200)[0]).allowed is True
+    assert balances.can_use_one(acme.scope, "u1", lines(tokens=99_201)[0]).allowed is False
+    assert balances.can_use_one(acme.scope, "u1", lines(tokens=99_200)[0]).allowed is True
     acme.assert_verified("u1")
 
 
 def test_reserve_beyond_quota_holds_nothing_on_any_line(acme: Tenant) -> None:
     with pytest.raises(InsufficientQuota) as refused:
         metering.reserve(acme.scope, "u1", lines(requests=1, tokens=100_001), 300, None)
-    assert refused.value.details == {"meter": "tokens", "requested": 100_001, "available": 100_000}
+    assert refused.value.details == {"meter": "tokens", "requested": 100_001, "available": 100_000, "scope": "user"}
     assert acme.counter("u1", "tokens")["reserved"] == 0
     assert acme.counter("u1", "requests")["reserved"] == 0
     acme.assert_verified()
@@ -52,7 +52,7 @@ def test_soft_meter_admits_overage_and_reports_zero_remaining(acme: Tenant) -> N
     metering.track(acme.scope, "u1", lines(requests=7), None, None)
     counter = acme.counter("u1", "requests")
     assert (counter["used"], counter["remaining"]) == (7, 0)
-    assert metering.can_use_one(acme.scope, "u1", lines(requests=100)[0]).allowed is True
+    assert balances.can_use_one(acme.scope, "u1", lines(requests=100)[0]).allowed is True
     acme.assert_verified()
 
 
@@ -189,7 +189,7 @@ def test_a_meter_dropped_from_the_plan_still_lets_its_holds_end(store: Store, cl
         metering.reserve(pro.scope, "u2", lines(images=1), 600, None)
     assert refused.value.details["field"] == "lines[0].meter"
     metering.commit(pro.scope, held.reservation_id, lines(images=1), None)
-    assert [c.meter for c in metering.usage(pro.scope, "u2").counters] == ["tokens"]
+    assert [c.meter for c in balances.usage(pro.scope, "u2").counters] == ["tokens"]
     pro.assert_verified()
 
 
@@ -197,9 +197,9 @@ def test_default_plan_users_need_no_subscription(store: Store, clock: Clock) -> 
     pro = Tenant(store, clock)
     plans.put_plan(pro.scope, MONTHLY)
     with pytest.raises(NotFound):
-        metering.usage(pro.scope, "newcomer")
+        balances.usage(pro.scope, "newcomer")
     plans.put_settings(pro.scope, allowed_origins=None, change_default_plan=True, default_plan="plan_pro")
-    assert metering.usage(pro.scope, "newcomer").plan_id == "plan_pro"
+    assert balances.usage(pro.scope, "newcomer").plan_id == "plan_pro"
     metering.reserve(pro.scope, "newcomer", lines(tokens=10), 60, None)
     with pytest.raises(NotFound):
         plans.get_subscription(pro.scope, "newcomer")  # implicit: the app never subscribed them
@@ -223,7 +223,7 @@ def test_tenants_never_see_each_other(store: Store, clock: Clock, acme: Tenant) 
     with pytest.raises(NotFound):
         metering.commit(other.scope, held.reservation_id, [], None)
     with pytest.raises(NotFound):
-        metering.usage(other.scope, "u1")
+        balances.usage(other.scope, "u1")
 
 
 def test_verify_finds_a_tampered_counter(acme: Tenant) -> None:

@@ -16,7 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from quotaflow import __version__
-from quotaflow.handlers import analytics, runs, schemas, web  # noqa: F401  (analytics, runs and web register their routes)
+
+# accounts, analytics, runs and web register their routes
+from quotaflow.handlers import accounts, analytics, runs, schemas, web  # noqa: F401
 from quotaflow.handlers.http import (
     access,
     admin_scope,
@@ -35,7 +37,19 @@ from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
 from quotaflow.ledger.prices import MODEL_PATTERN, Price, PriceBody, TokenCounts
 from quotaflow.observability import logger
-from quotaflow.services import alerts, audit, credits, metering, plans, pricing, stripe_config, tenants, tokens, users
+from quotaflow.services import (
+    alerts,
+    audit,
+    balances,
+    credits,
+    metering,
+    plans,
+    pricing,
+    stripe_config,
+    tenants,
+    tokens,
+    users,
+)
 from quotaflow.services.views import (
     CanUseLinesView,
     CanUseView,
@@ -236,7 +250,7 @@ def list_plans() -> dict[str, list[Plan]]:
 def put_subscription(user_id: str, body: Annotated[schemas.SubscriptionBody, Body()]) -> SubscriptionView:
     scope = tenant_scope()
     return plans.put_subscription(
-        scope, path_id(user_id, "user_id"), body.plan_id, body.custom_limits, body.stripe_customer_id
+        scope, path_id(user_id, "user_id"), body.plan_id, body.custom_limits, body.stripe_customer_id, body.account_id
     )
 
 
@@ -271,7 +285,7 @@ def get_settings() -> SettingsView:
 @access("user")
 def usage(user_id: str) -> UsageView:
     scope = tenant_scope("user", user_id)
-    return metering.usage(scope, path_id(user_id, "user_id"))
+    return balances.usage(scope, path_id(user_id, "user_id"))
 
 
 @app.post("/v1/users/<user_id>/can-use")
@@ -280,8 +294,8 @@ def can_use(user_id: str, body: Annotated[schemas.CanUseBody, Body()]) -> CanUse
     scope = tenant_scope("user", user_id)
     user = path_id(user_id, "user_id")
     if body.lines is not None:
-        return metering.can_use_lines(scope, user, body.lines)
-    return metering.can_use_one(scope, user, Line(meter=body.meter or "", amount=body.amount or 0))
+        return balances.can_use_lines(scope, user, body.lines)
+    return balances.can_use_one(scope, user, Line(meter=body.meter or "", amount=body.amount or 0))
 
 
 # --- reservations --------------------------------------------------------------------------------------

@@ -42,6 +42,15 @@ class SubscriptionBody(Body):
     plan_id: EntityId
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=40)
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    account_id: EntityId | None = None  # the account whose pools the user draws on too
+
+
+class AccountBody(Body):
+    name: Label
+    plan_id: EntityId
+    custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=40)
+    parent_id: EntityId | None = None
+    stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
 
 
 Origin = Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=255)]

@@ -113,6 +113,7 @@ class Posting:
     period_key: str
     delta: Delta
     guard: Guard = Guard.NONE
+    holder: str | None = None  # an account above the writing user that takes the same change; None: the user
 
 
 @dataclass(frozen=True)

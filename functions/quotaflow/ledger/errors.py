@@ -38,12 +38,15 @@ class NotFound(QuotaflowError):
 class InsufficientQuota(QuotaflowError):
     code = "insufficient_quota"
 
-    def __init__(self, meter: str, requested: int, available: int) -> None:
+    def __init__(self, meter: str, requested: int, available: int, account_id: str | None = None) -> None:
+        level = f" in account {account_id}" if account_id else ""
+        where = {"scope": "account", "account_id": account_id} if account_id else {"scope": "user"}
         super().__init__(
-            f"{meter}: requested {requested}, only {max(0, available)} available",
+            f"{meter}: requested {requested}, only {max(0, available)} available{level}",
             meter=meter,
             requested=requested,
             available=max(0, available),
+            **where,
         )
 
 

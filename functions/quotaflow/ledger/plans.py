@@ -57,12 +57,17 @@ class Plan(BaseModel):
 
 
 class Subscription(BaseModel):
+    """A holder's plan: a user's (`account_id`: the account it belongs to), or an account's (`account_id`: its
+    parent, `name` its display name)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    user_id: EntityId
+    user_id: str  # the holder id (validated at the edge)
     plan_id: EntityId
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=METERS_PER_PLAN_MAX)
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    account_id: EntityId | None = None
+    name: Label | None = None
 
 
 class EffectiveLimit(BaseModel):

@@ -6,7 +6,7 @@ an ending (or a draw) computed from one state of the hold lands only on that sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -30,6 +30,7 @@ class Reservation:
     held: tuple[Line, ...]  # what is left of the hold
     drawn: tuple[Line, ...] = ()  # running totals of draws, per meter
     version: int = 0  # draws and increases so far
+    held_on: dict[str, tuple[str, ...]] = field(default_factory=dict)  # holder id -> meters: the levels it holds on
 
     def status_at(self, now: datetime) -> ReservationStatus:
         """A pending reservation past its expiry is expired, whether or not anything has reclaimed it yet."""

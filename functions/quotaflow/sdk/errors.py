@@ -54,7 +54,8 @@ class Unauthenticated(QuotaflowError):
 
 
 class InsufficientQuota(QuotaflowError):
-    """402: the user's `meter` has `available` left, less than the `requested` amount. Nothing was held."""
+    """402: the level that refused (`scope`: the user, or the account `account_id` above it) has `available` left
+    on `meter`, less than the `requested` amount. Nothing was held at any level."""
 
     code = "insufficient_quota"
 
@@ -71,6 +72,16 @@ class InsufficientQuota(QuotaflowError):
         self.meter = meter
         self.requested = requested
         self.available = available
+
+    @property
+    def scope(self) -> str:
+        """Which level refused: "user", or "account" (a pool above the user, named by `account_id`)."""
+        return str(self.details.get("scope", "user"))
+
+    @property
+    def account_id(self) -> str | None:
+        account_id = self.details.get("account_id")
+        return str(account_id) if account_id is not None else None
 
     @classmethod
     def from_api(cls, message: str, code: str | None, details: dict[str, Any], **response: Any) -> Self:

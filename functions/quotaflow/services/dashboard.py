@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from quotaflow.ledger.errors import InvalidRequest, NotFound
 from quotaflow.ledger.periods import iso
-from quotaflow.services import audit, metering
+from quotaflow.services import audit, balances
 from quotaflow.services.scope import Scope
 from quotaflow.services.views import CounterView
 
@@ -49,7 +49,7 @@ def users_by_consumption(scope: Scope, meter: str | None, limit: int) -> UsersVi
     meters: set[str] = set()
     for user_id in user_ids:
         try:
-            usage = metering.usage(scope, user_id)
+            usage = balances.usage(scope, user_id)
         except NotFound:  # the subscription went away between the index read and this one
             continue
         meters.update(counter.meter for counter in usage.counters)

@@ -11,9 +11,11 @@ from typing import Any
 from quotaflow.ledger.counters import Guard, Posting
 from quotaflow.ledger.errors import Conflict, InsufficientQuota, InvariantViolation, Unavailable
 from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_if_taken
+from quotaflow.services.levels import Level
 from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.users import current_limits, prepare
-from quotaflow.services.writes import COUNTER_TAG, add_counter_change, add_entries
+from quotaflow.services.writes import COUNTER_TAG, add_counter_change, add_entries, counter_tag
+from quotaflow.store import keys
 from quotaflow.store.table import Item, Transaction, TransactionCancelled
 
 WRITE_ATTEMPTS_MAX = 10
@@ -28,6 +30,7 @@ class Change:
     properties: dict[str, Any] | None = None
     extra: Callable[[Transaction], None] = field(default=lambda tx: None)
     revs: dict[str, int] = field(default_factory=dict)  # meters whose change was computed from this counter rev
+    levels: list[Level] = field(default_factory=list)  # the accounts the postings spread to (their limits)
     response: dict[str, Any] | None = None  # the response to store under the Idempotency-Key, when it depends on
     # what the change was built from (otherwise the body given to `write`)
 
@@ -58,8 +61,12 @@ def write(
         limits = current_limits(scope, user_id)
         change = build(limits)
         tx = scope.store.transaction()
+        versions = {None: limits.limits_version} | {
+            level.holder: level.limits.limits_version for level in change.levels
+        }
         for posting in change.postings:
-            add_counter_change(tx, scope, user_id, posting, limits.limits_version, change.revs.get(posting.meter))
+            rev = change.revs.get(posting.meter) if posting.holder is None else None
+            add_counter_change(tx, scope, user_id, posting, versions[posting.holder], rev)
         add_entries(tx, scope, user_id, change.postings, change.ref, change.properties)
         change.extra(tx)
         add_claim(tx, scope, claim, body if change.response is None else change.response)
@@ -79,7 +86,8 @@ def write(
                 reclaimable = False
                 continue
             if stale:
-                prepare(scope, user_id, stale)
+                for holder, meters in stale.items():
+                    prepare(scope, holder or user_id, meters)
             elif moved or cancelled.conflicted or not cancelled.reasons:
                 pause_before_retry(attempt + 1)
             else:
@@ -87,32 +95,41 @@ def write(
     raise Unavailable("too much contention on this user's counters; retry shortly")
 
 
-def _refused_postings(cancelled: TransactionCancelled, change: Change, limits: UserLimits) -> tuple[list[str], bool]:
-    """Meters whose counter was stale (missing, older period, older limits), and whether a counter the change
-    was computed from moved meanwhile. A guard that failed on a current, unmoved counter is final: raise the
-    domain error it stands for."""
-    by_meter = {posting.meter: posting for posting in change.postings}
-    stale: list[str] = []
+def _refused_postings(
+    cancelled: TransactionCancelled, change: Change, limits: UserLimits
+) -> tuple[dict[str | None, list[str]], bool]:
+    """Meters whose counter was stale (missing, older period, older limits), per level (None: the user), and
+    whether a counter the change was computed from moved meanwhile. A guard that failed on a current, unmoved
+    counter is final: raise the domain error it stands for."""
+    by_tag = {counter_tag(posting): posting for posting in change.postings}
+    versions = _versions(limits, change)
+    stale: dict[str | None, list[str]] = {}
     moved = False
     for reason in cancelled.failed(COUNTER_TAG):
-        meter = reason.tag.removeprefix(COUNTER_TAG)
-        posting = by_meter[meter]
-        if _is_stale(reason.item, posting, limits):
-            stale.append(meter)
-        elif meter in change.revs and (reason.item or {}).get("rev") != change.revs[meter]:
+        posting = by_tag[reason.tag]
+        meter = posting.meter
+        if _is_stale(reason.item, posting, versions[posting.holder]):
+            stale.setdefault(posting.holder, []).append(meter)
+        elif posting.holder is None and meter in change.revs and (reason.item or {}).get("rev") != change.revs[meter]:
             moved = True
         else:
             _raise_guard(reason.item or {}, posting)
     return stale, moved
 
 
-def _is_stale(item: Item | None, posting: Posting, limits: UserLimits) -> bool:
-    return item is None or item["period_key"] != posting.period_key or item["limits_version"] != limits.limits_version
+def _versions(limits: UserLimits, change: Change) -> dict[str | None, int]:
+    """The limits version each level's counter must carry (None: the user's)."""
+    return {None: limits.limits_version} | {level.holder: level.limits.limits_version for level in change.levels}
+
+
+def _is_stale(item: Item | None, posting: Posting, limits_version: int) -> bool:
+    return item is None or item["period_key"] != posting.period_key or item["limits_version"] != limits_version
 
 
 def _raise_guard(item: Item, posting: Posting) -> None:
     if posting.guard is Guard.ROOM_IF_HARD:
-        raise InsufficientQuota(posting.meter, -posting.delta.available, item["available"])
+        account_id = keys.account_of(posting.holder) if posting.holder else None
+        raise InsufficientQuota(posting.meter, -posting.delta.available, item["available"], account_id)
     if posting.guard is Guard.USED_COVERS:
         raise Conflict(
             f"{posting.meter}: cannot refund {-posting.delta.used}, only {item['used']} used this period",

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from quotaflow.ledger.amounts import Line
-from quotaflow.ledger.counters import Counter, Delta, Guard, Posting, open_period
-from quotaflow.ledger.errors import InvalidRequest, NotFound, ReservationExpired, ReservationNotPending
-from quotaflow.ledger.periods import NO_PERIOD, iso, period_at
-from quotaflow.ledger.plans import EffectiveLimit
+from quotaflow.ledger.counters import Delta, Guard
+from quotaflow.ledger.errors import NotFound, ReservationExpired, ReservationNotPending
+from quotaflow.ledger.periods import iso
 from quotaflow.ledger.reservations import Reservation, Settlement, release, settle
-from quotaflow.services import credits, engine
+from quotaflow.services import credits, engine, levels
 from quotaflow.services.idempotency import IdempotencyClaim
 from quotaflow.services.scope import Scope, UserLimits
 from quotaflow.services.users import load_user
 from quotaflow.services.views import (
-    CanUseLinesView,
-    CanUseView,
     CommitView,
-    CounterView,
     EventView,
-    MeterAllowance,
     RefundView,
     ReleaseView,
     ReservationView,
-    UsageView,
 )
 from quotaflow.store import items, keys
 from quotaflow.store.table import Item, Transaction, TransactionCancelled
@@ -37,30 +32,6 @@ TTL_GRACE = timedelta(hours=1)  # DynamoDB TTL removes a reservation item this l
 RESERVATION_TAG = "reservation"
 RECLAIM_PER_WRITE_MAX = 10  # overdue reservations a refused reserve or event expires inline before retrying
 RESERVATION_WRITE_ATTEMPTS_MAX = 40  # writers racing on one reservation (parallel agent steps) each win in turn
-
-
-def _limit(limits: UserLimits, meter: str, field: str, *, ending: bool = False) -> EffectiveLimit:
-    """The meter's limit; a meter the plan lacks (or retired, unless a hold is ending) is an input error."""
-    limit = limits.limits.get(meter)
-    if limit is None or (limit.retired and not ending):
-        raise InvalidRequest(f"the user's plan has no meter {meter!r}", field=field)
-    return limit
-
-
-def postings_for(
-    limits: UserLimits,
-    kind: str,
-    changes: Sequence[tuple[str, Delta, Guard]],
-    scope: Scope,
-    field: str = "lines",
-    *,
-    ending: bool = False,
-) -> list[Posting]:
-    postings = []
-    for index, (meter, delta, guard) in enumerate(changes):
-        limit = _limit(limits, meter, f"{field}[{index}].meter", ending=ending)
-        postings.append(Posting(kind, meter, period_at(limit.period, scope.now).key, delta, guard))
-    return postings
 
 
 def reserve(
@@ -77,17 +48,18 @@ def reserve(
     )
     view = reservation_view(reservation, scope)
     ttl_epoch_s = int((reservation.expires_at + TTL_GRACE).timestamp())
+    made: list[Reservation] = []
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(reserved=line.amount), Guard.ROOM_IF_HARD) for line in lines]
+        postings, chain = levels.post(scope, user_id, limits, "reserve", changes)
+        made.append(replace(reservation, held_on={k: tuple(v) for k, v in levels.held_on(user_id, postings).items()}))
+        item = items.reservation_item(scope.tenant_id, made[-1], ttl_epoch_s)
         return engine.Change(
-            postings_for(limits, "reserve", changes, scope),
+            postings,
             reservation.reservation_id,
-            extra=lambda tx: tx.put(
-                RESERVATION_TAG,
-                items.reservation_item(scope.tenant_id, reservation, ttl_epoch_s),
-                condition="attribute_not_exists(pk)",
-            ),
+            extra=lambda tx: tx.put(RESERVATION_TAG, item, condition="attribute_not_exists(pk)"),
+            levels=chain,
         )
 
     engine.write(
@@ -98,7 +70,7 @@ def reserve(
         body=view.model_dump(mode="json"),
         reclaim=lambda: reclaim_overdue(scope, user_id),
     )
-    scope.cache.reservations.put((scope.tenant_id, reservation.reservation_id), reservation)
+    scope.cache.reservations.put((scope.tenant_id, reservation.reservation_id), made[-1])
     return view
 
 
@@ -189,10 +161,14 @@ def reap_deleted(scope: Scope, reservation: Reservation) -> bool:
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(c.meter, c.delta, c.guard) for c in settlement.changes]
+        postings, chain = levels.post(
+            scope, reservation.user_id, limits, "expire", changes, held_on=reservation.held_on
+        )
         return engine.Change(
-            postings_for(limits, "expire", changes, scope, ending=True),
+            postings,
             reservation.reservation_id,
             extra=lambda tx: tx.put(TOMBSTONE_TAG, tombstone, condition="attribute_not_exists(pk)"),
+            levels=chain,
         )
 
     def on_cancel(cancelled: TransactionCancelled) -> None:
@@ -314,12 +290,14 @@ def _end(
                 },
             )
 
+        postings, chain = levels.post(scope, reservation.user_id, limits, kind, changes, held_on=current[-1].held_on)
         return engine.Change(
-            postings_for(limits, kind, changes, scope, ending=True),
+            postings,
             reservation.reservation_id,
             properties,
             extra=mark_ended,
             response=view.model_dump(mode="json") if isinstance(view, BaseModel) else None,
+            levels=chain,
         )
 
     def on_cancel(cancelled: TransactionCancelled) -> bool:
@@ -354,7 +332,8 @@ def track(
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=line.amount), Guard.ROOM_IF_HARD) for line in lines]
-        return engine.Change(postings_for(limits, "event", changes, scope), view.event_id, properties)
+        postings, chain = levels.post(scope, user_id, limits, "event", changes)
+        return engine.Change(postings, view.event_id, properties, levels=chain)
 
     engine.write(
         scope,
@@ -374,76 +353,16 @@ def refund(
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=-line.amount), Guard.USED_COVERS) for line in lines]
-        postings = postings_for(limits, "refund", changes, scope)
+        postings, chain = levels.post(scope, user_id, limits, "refund", changes)
         books = credits.credit_events(scope, user_id, load_user(scope, user_id), postings)  # a refund un-spends
         return engine.Change(
-            postings, view.refund_id, {"reason": reason} if reason else None, extra=books.write, revs=books.revs
+            postings,
+            view.refund_id,
+            {"reason": reason} if reason else None,
+            extra=books.write,
+            revs=books.revs,
+            levels=chain,
         )
 
     engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))
     return view
-
-
-def current_counters(scope: Scope, user_id: str) -> tuple[UserLimits, dict[str, Counter]]:
-    """Each meter's counter as of now, from one Query. A counter whose period has ended is shown as the next
-    period will open (allowance renewed, credits and holds carried), without writing anything."""
-    state = load_user(scope, user_id)
-    counters: dict[str, Counter] = {}
-    for meter, limit in state.limits.limits.items():
-        if limit.retired:
-            continue
-        stored = state.counters.get(meter)
-        period = period_at(limit.period, scope.now)
-        if stored is not None and stored.counter.period_key == period.key:
-            counters[meter] = stored.counter
-        else:
-            previous = stored.counter if stored else None
-            counters[meter] = open_period(previous, limit, period, state.limits.limits_version).current
-    return state.limits, counters
-
-
-def usage(scope: Scope, user_id: str) -> UsageView:
-    limits, counters = current_counters(scope, user_id)
-    return UsageView(
-        user_id=user_id,
-        plan_id=limits.plan_id,
-        counters=[counter_view(limits.limits[m], c) for m, c in counters.items()],
-    )
-
-
-def counter_view(limit: EffectiveLimit, counter: Counter) -> CounterView:
-    return CounterView(
-        meter=counter.meter,
-        label=limit.label,
-        period=limit.period,
-        period_start=None if counter.period_key == NO_PERIOD else counter.period_key,
-        period_end=counter.period_end,
-        enforcement=counter.enforcement,
-        quota=counter.quota,
-        credits=counter.credits,
-        used=counter.used,
-        reserved=counter.reserved,
-        remaining=counter.remaining,
-    )
-
-
-def can_use(scope: Scope, user_id: str, lines: list[Line], field: str) -> list[MeterAllowance]:
-    """Whether each amount fits now: `amount <= remaining` on hard meters, always on soft and none. Consumes nothing."""
-    limits, counters = current_counters(scope, user_id)
-    allowances = []
-    for index, line in enumerate(lines):
-        _limit(limits, line.meter, field if field == "meter" else f"{field}[{index}].meter")
-        counter = counters[line.meter]
-        allowed = counter.enforcement != "hard" or line.amount <= counter.remaining
-        allowances.append(MeterAllowance(meter=line.meter, allowed=allowed, remaining=counter.remaining))
-    return allowances
-
-
-def can_use_one(scope: Scope, user_id: str, line: Line) -> CanUseView:
-    (allowance,) = can_use(scope, user_id, [line], "meter")
-    return CanUseView(allowed=allowance.allowed, remaining=allowance.remaining)
-
-
-def can_use_lines(scope: Scope, user_id: str, lines: list[Line]) -> CanUseLinesView:
-    meters = can_use(scope, user_id, lines, "lines")
-    return CanUseLinesView(allowed=all(m.allowed for m in meters), meters=meters)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
 from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription
 from quotaflow.services.scope import Scope
-from quotaflow.services.users import default_plan_id, get_plan, resync
+from quotaflow.services.users import Membership, default_plan_id, get_plan, resync
 from quotaflow.services.views import SettingsView, SubscriptionView
 from quotaflow.store import items, keys
 from quotaflow.store.table import ConditionFailed
@@ -47,7 +47,28 @@ def put_subscription(
     plan_id: str,
     custom_limits: dict[str, LimitOverride],
     stripe_customer_id: str | None,
+    account_id: str | None = None,
 ) -> SubscriptionView:
+    plan = plan_for(scope, plan_id, custom_limits)
+    if (
+        account_id is not None
+        and scope.store.get(keys.subscription(scope.tenant_id, keys.account_holder(account_id))) is None
+    ):
+        raise NotFound(f"account {account_id!r} does not exist", account_id=account_id)
+    subscription = resync(
+        scope,
+        user_id,
+        plan,
+        custom_limits=custom_limits,
+        stripe_customer_id=stripe_customer_id,
+        membership=Membership(account_id),
+    )
+    link_customer(scope, user_id, stripe_customer_id)
+    return subscription_view(subscription, scope)
+
+
+def plan_for(scope: Scope, plan_id: str, custom_limits: dict[str, LimitOverride]) -> Plan:
+    """The plan a holder subscribes to, once its overrides are checked against it (404 for an unknown plan)."""
     plan = get_plan(scope, plan_id)
     for meter, override in custom_limits.items():
         if meter not in plan.limits and override.quota is None:
@@ -56,10 +77,8 @@ def put_subscription(
                 field=f"custom_limits.{meter}.quota",
             )
     if len(set(plan.limits) | set(custom_limits)) > METERS_PER_PLAN_MAX:
-        raise InvalidRequest(f"at most {METERS_PER_PLAN_MAX} meters per user", field="custom_limits")
-    subscription = resync(scope, user_id, plan, custom_limits=custom_limits, stripe_customer_id=stripe_customer_id)
-    link_customer(scope, user_id, stripe_customer_id)
-    return subscription_view(subscription, scope)
+        raise InvalidRequest(f"at most {METERS_PER_PLAN_MAX} meters per holder", field="custom_limits")
+    return plan
 
 
 def link_customer(scope: Scope, user_id: str, stripe_customer_id: str | None) -> None:
@@ -74,6 +93,7 @@ def subscription_view(subscription: Subscription, scope: Scope) -> SubscriptionV
         plan_id=subscription.plan_id,
         custom_limits={m: o.model_dump(exclude_none=True) for m, o in subscription.custom_limits.items()},
         stripe_customer_id=subscription.stripe_customer_id,
+        account_id=subscription.account_id,
         updated_at=scope.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 

@@ -19,7 +19,7 @@ from quotaflow.ledger.reservations import MeterChange, Reservation
 from quotaflow.ledger.runs import draw as draw_on
 from quotaflow.ledger.runs import extended_until
 from quotaflow.ledger.runs import increase as increased
-from quotaflow.services import engine
+from quotaflow.services import engine, levels
 from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_if_taken
 from quotaflow.services.metering import (
     RESERVATION_TAG,
@@ -27,7 +27,6 @@ from quotaflow.services.metering import (
     TTL_GRACE,
     get_reservation,
     pending_reservation,
-    postings_for,
     reclaim_overdue,
     refusal_of,
     reservation_view,
@@ -106,20 +105,30 @@ def _change_hold(
 
     def build(limits: UserLimits) -> engine.Change:
         changes, after, view, record = plan(current[-1])
+        after = replace(after, held_on=_held_on_after(scope, current[-1], after, limits))
         outcome.append((after, view))
         version, version_values = version_guard(current[-1])
+        postings, chain = levels.post(
+            scope,
+            reservation.user_id,
+            limits,
+            kind,
+            [(c.meter, c.delta, c.guard) for c in changes],
+            held_on=after.held_on,
+        )
 
         def write(tx: Transaction) -> None:
             tx.update(
                 RESERVATION_TAG,
                 key,
-                "SET held = :held, drawn = :drawn, #lines = :lines ADD version :one",
+                "SET held = :held, drawn = :drawn, #lines = :lines, held_on = :held_on ADD version :one",
                 condition=f"#status = :pending AND expires_at > :now AND {version}",
                 names={"#status": "status", "#lines": "lines"},
                 values={
                     ":held": items.lines_to(after.held),
                     ":drawn": items.lines_to(after.drawn),
                     ":lines": items.lines_to(after.lines),
+                    ":held_on": {holder: list(meters) for holder, meters in after.held_on.items()},
                     ":one": 1,
                     ":pending": "pending",
                     ":now": iso(scope.now),
@@ -130,11 +139,12 @@ def _change_hold(
                 tx.put("step", record)
 
         return engine.Change(
-            postings_for(limits, kind, [(c.meter, c.delta, c.guard) for c in changes], scope),
+            postings,
             reservation.reservation_id,
             properties,
             extra=write,
             response=view.model_dump(mode="json"),
+            levels=chain,
         )
 
     def on_cancel(cancelled: TransactionCancelled) -> bool:
@@ -161,6 +171,23 @@ def _change_hold(
     after, view = outcome[-1]
     scope.cache.reservations.put(cache_key, after)
     return view
+
+
+def _held_on_after(
+    scope: Scope, before: Reservation, after: Reservation, limits: UserLimits
+) -> dict[str, tuple[str, ...]]:
+    """The levels and meters the hold is on after an increase: a meter it did not hold yet joins every level
+    of the reservation (the user included) whose plan has it."""
+    new_meters = [line.meter for line in after.lines if line.meter not in {held.meter for held in before.lines}]
+    if not new_meters:
+        return before.held_on
+    accounts = [holder for holder in before.held_on if holder != before.user_id]
+    limits_of = {before.user_id: limits} | {level.holder: level.limits for level in levels.recorded(scope, accounts)}
+    grown: dict[str, tuple[str, ...]] = {}
+    for holder, holder_limits in limits_of.items():
+        taken = [m for m in new_meters if (limit := holder_limits.limits.get(m)) is not None and not limit.retired]
+        grown[holder] = before.held_on.get(holder, ()) + tuple(taken)
+    return grown
 
 
 def extend(scope: Scope, reservation_id: str, ttl_seconds: int, claim: IdempotencyClaim | None) -> ReservationView:

@@ -33,6 +33,7 @@ class UserLimits:
     limits: dict[str, EffectiveLimit]
     limits_version: int
     stored: bool  # False: a default-plan user whose subscription item is not written yet
+    above: str | None = None  # the holder id of the account above (a user's account, an account's parent)
 
 
 class Expiring(Generic[V]):

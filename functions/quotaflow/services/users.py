@@ -27,6 +27,15 @@ class StoredCounter:
 
 
 @dataclass(frozen=True)
+class Membership:
+    """Where a holder sits in the account tree: the account a user belongs to, or an account's parent (and the
+    account's display name)."""
+
+    account_id: str | None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class UserState:
     user_id: str
     subscription_item: Item | None
@@ -66,11 +75,13 @@ def load_user(scope: Scope, user_id: str) -> UserState:
         else:
             counters[item["meter"]] = StoredCounter(items.counter_from(item), item["rev"], item.get("exported", 0))
     if subscription_item is not None:
+        account_id = subscription_item["subscription"].get("account_id")
         limits = UserLimits(
             plan_id=subscription_item["subscription"]["plan_id"],
             limits=items.limits_from(subscription_item),
             limits_version=subscription_item["limits_version"],
             stored=True,
+            above=keys.account_holder(account_id) if account_id else None,
         )
     else:
         plan_id = default_plan_id(scope)
@@ -196,19 +207,21 @@ def resync(
     stripe_customer_id: str | None = None,
     implicit: bool = False,
     only_if_missing: bool = False,
+    membership: Membership | None = None,
 ) -> Subscription:
     """Put the user on `plan` and apply the resulting limits to their current counters, in one transaction.
 
-    `custom_limits=None` keeps the stored overrides and customer id. Meters dropped from the plan stay,
-    retired, while their counter still holds reservations, so those can still end."""
+    `custom_limits=None` keeps the stored overrides and customer id; `membership=None` keeps the account the
+    holder belongs to. Meters dropped from the plan stay, retired, while their counter still holds
+    reservations, so those can still end."""
     for attempt in range(RESYNC_ATTEMPTS_MAX):
         pause_before_retry(attempt)
         state = _load_stored(scope, user_id)
         previous = state.subscription_item
         if previous is not None and only_if_missing:
             return items.subscription_from(previous)
-        if custom_limits is None and previous is not None:
-            kept = items.subscription_from(previous)
+        kept = items.subscription_from(previous) if previous is not None else None
+        if custom_limits is None and kept is not None:
             subscription = kept.model_copy(update={"plan_id": plan.plan_id})
         else:
             subscription = Subscription(
@@ -216,6 +229,12 @@ def resync(
                 plan_id=plan.plan_id,
                 custom_limits=custom_limits or {},
                 stripe_customer_id=stripe_customer_id,
+                account_id=kept.account_id if kept else None,
+                name=kept.name if kept else None,
+            )
+        if membership is not None:
+            subscription = subscription.model_copy(
+                update={"account_id": membership.account_id, "name": membership.name}
             )
         limits = _with_retired(effective_limits(plan, subscription.custom_limits), state)
         version = state.limits.limits_version + 1

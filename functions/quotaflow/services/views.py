@@ -74,8 +74,28 @@ class CounterView(BaseModel):
     remaining: int
 
 
+class AccountCountersView(BaseModel):
+    account_id: str
+    counters: list[CounterView]
+
+
+class EffectiveView(BaseModel):
+    """What the user can really spend now on a meter: the least any hard-limited level has left."""
+
+    remaining: int
+    limited_by: str  # "user" or "account:<id>"
+
+
 class UsageView(BaseModel):
     user_id: str
+    plan_id: str
+    counters: list[CounterView]
+    accounts: list[AccountCountersView] = []  # the accounts above the user, nearest first
+    effective: dict[str, EffectiveView] = {}
+
+
+class AccountUsageView(BaseModel):
+    account_id: str
     plan_id: str
     counters: list[CounterView]
 
@@ -143,6 +163,17 @@ class SubscriptionView(BaseModel):
     user_id: str
     plan_id: str
     custom_limits: dict[str, Any]
+    stripe_customer_id: str | None
+    account_id: str | None = None
+    updated_at: str
+
+
+class AccountView(BaseModel):
+    account_id: str
+    name: str
+    plan_id: str
+    custom_limits: dict[str, Any]
+    parent_id: str | None
     stripe_customer_id: str | None
     updated_at: str
 

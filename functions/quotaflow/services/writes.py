@@ -13,6 +13,13 @@ from quotaflow.store import items, keys
 from quotaflow.store.table import Transaction
 
 COUNTER_TAG = "counter:"
+LEVEL_SEPARATOR = "@"  # counter:<meter>@<account holder> on an account's counter
+
+
+def counter_tag(posting: Posting) -> str:
+    if posting.holder is None:
+        return f"{COUNTER_TAG}{posting.meter}"
+    return f"{COUNTER_TAG}{posting.meter}{LEVEL_SEPARATOR}{posting.holder}"
 
 
 def add_entries(
@@ -23,7 +30,8 @@ def add_entries(
     ref: str | None,
     properties: dict[str, Any] | None = None,
 ) -> None:
-    """One ledger entry per posting, in the same transaction as the counter changes they record."""
+    """One ledger entry per posting, in the same transaction as the counter changes they record (in the ledger of
+    the level each posting is on)."""
     for entry_id, posting in zip(scope.entry_ids(len(postings)), postings, strict=True):
         entry = LedgerEntry(
             entry_id=entry_id,
@@ -37,7 +45,7 @@ def add_entries(
             delta_quota=posting.delta.quota,
             ref=ref,
         )
-        item = items.entry_item(scope.tenant_id, user_id, entry)
+        item = items.entry_item(scope.tenant_id, posting.holder or user_id, entry)
         if properties:
             item["properties"] = properties
         tx.put(f"entry:{entry_id}", item)
@@ -46,8 +54,8 @@ def add_entries(
 def add_counter_change(
     tx: Transaction, scope: Scope, user_id: str, posting: Posting, limits_version: int, rev: int | None = None
 ) -> None:
-    """One atomic ADD on the current counter, valid only for the period and limits the caller computed with
-    (and, given `rev`, only on the very counter state it was computed from)."""
+    """One atomic ADD on the current counter (of the posting's level), valid only for the period and limits the
+    caller computed with (and, given `rev`, only on the very counter state it was computed from)."""
     delta = posting.delta
     conditions = ["period_key = :period_key", "limits_version = :limits_version"]
     values: dict[str, Any] = {
@@ -74,8 +82,8 @@ def add_counter_change(
         conditions.append("reserved >= :released")
         values[":released"] = -delta.reserved
     tx.update(
-        f"{COUNTER_TAG}{posting.meter}",
-        keys.counter_current(scope.tenant_id, user_id, posting.meter),
+        counter_tag(posting),
+        keys.counter_current(scope.tenant_id, posting.holder or user_id, posting.meter),
         "ADD used :du, reserved :dr, credits :dc, quota :dq, available :da, rev :one",
         condition=" AND ".join(conditions),
         values=values,

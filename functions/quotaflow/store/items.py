@@ -111,6 +111,7 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "lines": lines_to(reservation.lines),
         "held": lines_to(reservation.held),
         "drawn": lines_to(reservation.drawn),
+        "held_on": {holder: list(meters) for holder, meters in reservation.held_on.items()},
         "status": reservation.status,
         "created_at": iso(reservation.created_at),
         "expires_at": expires,
@@ -133,7 +134,15 @@ def reservation_from(item: Item) -> Reservation:
         held=lines_from(item["held"]) if "held" in item else lines_from(item["lines"]),  # made before draws: whole
         drawn=lines_from(item.get("drawn", [])),
         version=item.get("version", 0),
+        held_on=_held_on(item),
     )
+
+
+def _held_on(item: Item) -> dict[str, tuple[str, ...]]:
+    """The levels a reservation holds on; one made before accounts holds on its user alone."""
+    if "held_on" in item:
+        return {holder: tuple(meters) for holder, meters in item["held_on"].items()}
+    return {item["user_id"]: tuple(line["meter"] for line in item["lines"])}
 
 
 def entry_item(tenant_id: str, user_id: str, entry: LedgerEntry) -> Item:

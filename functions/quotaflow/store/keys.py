@@ -8,6 +8,8 @@
     T#<tenant>#PRICE#<model>    V#<version>              every price version (history)
     APIKEY#<sha256>             APIKEY                   key lookup by hash
     T#<tenant>#U#<user>         S#SUB                    subscription (+ effective limits, limits_version)
+    T#<tenant>#A#<account>      (as a user's)            an account: a budget holder above users, same items
+    T#<tenant>#A#<account>      CHILD#<account>          a sub-account (the tree is walked down for its height)
     T#<tenant>#U#<user>         S#CTR#<meter>            the meter's current counter
     T#<tenant>#U#<user>         H#CTR#<meter>#<period>   a closed period's counter
     T#<tenant>#U#<user>         L#<entry_id>             ledger entry (time-ordered ids)
@@ -24,7 +26,9 @@ the sweeper's view of what is overdue, across tenants.
 Expiring credit grants also sit in GSI2, under day buckets: (GEXP#<day>, <expires_at>#<tenant>#<user>#<meter>#<id>).
 GSI3 (gsi3pk, gsi3sk) = (T#<tenant>#U#<user>, <expires_at>#<reservation>) on pending reservations only: one user's
 holds, for the lazy reclaim on a refused reserve.
-Ids never contain '#': the API admits only [A-Za-z0-9_.:@-].
+Ids never contain '#': the API admits only [A-Za-z0-9_.:@-]. A *holder* is whoever has counters: a user, whose
+holder id is its user id, or an account, whose holder id is `A#<account>` — never a user id, since it holds a '#'.
+Every function below that takes a `user_id` takes a holder id.
 """
 
 from __future__ import annotations
@@ -78,8 +82,36 @@ def plans_prefix(tenant_id: str) -> tuple[str, str]:
     return f"T#{tenant_id}", "PLAN#"
 
 
+ACCOUNT_HOLDER_PREFIX = "A#"
+
+
+def account_holder(account_id: str) -> str:
+    return f"{ACCOUNT_HOLDER_PREFIX}{account_id}"
+
+
+def account_of(holder: str) -> str | None:
+    """The account id of an account's holder id; None for a user."""
+    return holder.removeprefix(ACCOUNT_HOLDER_PREFIX) if holder.startswith(ACCOUNT_HOLDER_PREFIX) else None
+
+
 def user_partition(tenant_id: str, user_id: str) -> str:
+    """A holder's partition: T#<tenant>#U#<user>, or T#<tenant>#A#<account> for an account's holder id."""
+    if user_id.startswith(ACCOUNT_HOLDER_PREFIX):
+        return f"T#{tenant_id}#{user_id}"
     return f"T#{tenant_id}#U#{user_id}"
+
+
+def holder_of(partition: str) -> tuple[str, str]:
+    """(tenant, holder id) of a holder's partition."""
+    _, tenant_id, kind, holder_id = partition.split("#", 3)
+    return tenant_id, account_holder(holder_id) if kind == "A" else holder_id
+
+
+def account_child(tenant_id: str, parent_id: str, child_id: str) -> Key:
+    return {"pk": user_partition(tenant_id, account_holder(parent_id)), "sk": f"{ACCOUNT_CHILD_PREFIX}{child_id}"}
+
+
+ACCOUNT_CHILD_PREFIX = "CHILD#"
 
 
 def subscription(tenant_id: str, user_id: str) -> Key:
