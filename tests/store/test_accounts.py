@@ -3,6 +3,8 @@ every level posted in one transaction, expiry returning to every level once, mem
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -142,3 +144,39 @@ def test_a_members_reserve_is_one_call_in_steady_state(acme: Tenant) -> None:
     calls.clear()
     metering.commit(acme.scope, held.reservation_id, lines(tokens=5), None)
     assert calls == ["TransactWriteItems"], "commit"
+
+
+@pytest.mark.integration
+def test_members_racing_on_one_pool_get_exactly_the_pool(ddb_store: Store, clock: Clock) -> None:
+    """20 members on 8 containers race 1-token reserves on a 300-token team pool: exactly 300 are admitted, and
+    no reserve is refused while the pool has room."""
+    setup = Tenant(ddb_store, clock)
+    for plan in (SEAT, TEAM):
+        plans.put_plan(setup.scope, plan)
+    accounts.put_account(setup.scope, "pool", "Pool", "team", {"tokens": LimitOverride(quota=300)}, None, None)
+    members = [f"m{index}" for index in range(20)]
+    for member in members:
+        plans.put_subscription(setup.scope, member, "seat", {}, None, "pool")
+    containers = [Tenant(ddb_store, clock) for _ in range(8)]
+    admitted_before_refusal: list[int] = []
+    admitted = 0
+    lock = threading.Lock()
+
+    def reserve(index: int) -> str:
+        nonlocal admitted
+        try:
+            metering.reserve(containers[index % 8].scope, members[index % 20], lines(tokens=1), 600, None)
+        except InsufficientQuota:
+            with lock:
+                admitted_before_refusal.append(admitted)
+            return "refused"
+        with lock:
+            admitted += 1
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=8) as pool_threads:
+        outcomes = list(pool_threads.map(reserve, range(400)))
+    assert (outcomes.count("ok"), outcomes.count("refused")) == (300, 100)
+    assert pool(setup, "pool") == (0, 300, 0)
+    assert min(admitted_before_refusal) >= 300 - 8  # a refusal only once the pool was (nearly) full: in flight <= 8
+    setup.assert_verified()

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from quotaflow.cli import export, invoke, plans, remote, report
+from quotaflow.cli import accounts, export, invoke, plans, remote, report
 from quotaflow.cli.extras import LOCAL_MODULES, SERVER_MODULES, require
 from quotaflow.cli.output import CommandFailed, Subparsers
 from quotaflow.sdk.errors import QuotaflowError
@@ -127,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
     remote.add_admin_commands(commands)
     plans.add_commands(commands)
     remote.add_tenant_commands(commands)
+    accounts.add_commands(commands)
     export.add_command(commands)
     report.add_command(commands)
     return root

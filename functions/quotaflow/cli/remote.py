@@ -106,7 +106,7 @@ def add_admin_commands(commands: Subparsers) -> None:
 # --- usage and verify (secret key) ----------------------------------------------------------------------
 
 
-def usage_table(usage: models.Usage) -> str:
+def usage_table(usage: models.Usage | models.AccountUsage) -> str:
     columns = ["meter", "label", "period", "resets", "enforcement", "quota", "credits", "used", "reserved", "remaining"]
     rows = [
         [c.meter, c.label, c.period, c.period_end, c.enforcement, c.quota, c.credits, c.used, c.reserved, c.remaining]

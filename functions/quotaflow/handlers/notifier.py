@@ -29,7 +29,7 @@ def _on_write(record: DynamoDBRecord) -> None:
     if not sort_key.startswith(keys.COUNTER_CURRENT_PREFIX):
         return  # only counters cross thresholds; other items are not even decoded
     new = from_item(change["NewImage"])
-    _, tenant_id, _, user_id = str(new["pk"]).split("#", 3)  # T#<tenant>#U#<user>
+    tenant_id, user_id = keys.holder_of(str(new["pk"]))
     old = from_item(change["OldImage"]) if "OldImage" in change else None
     bound = runtime()
     now = bound.clock()

@@ -24,12 +24,16 @@ from quotaflow.sdk.errors import (
     Unavailable,
 )
 from quotaflow.sdk.models import (
+    Account,
+    AccountCounters,
+    AccountUsage,
     CanUse,
     CanUseLines,
     CommitResult,
     Counter,
     CreditGrant,
     DrawResult,
+    Effective,
     EventRecorded,
     KeyCreated,
     LedgerEntry,
@@ -69,6 +73,9 @@ from quotaflow.sdk.retry import RetryPolicy
 from quotaflow.sdk.run import AsyncRun, Run
 
 __all__ = [
+    "Account",
+    "AccountCounters",
+    "AccountUsage",
     "AsyncClient",
     "AsyncReservation",
     "AsyncRun",
@@ -81,6 +88,7 @@ __all__ = [
     "Counter",
     "CreditGrant",
     "DrawResult",
+    "Effective",
     "EventRecorded",
     "Forbidden",
     "IdempotencyKeyReused",

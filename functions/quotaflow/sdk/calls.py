@@ -110,12 +110,14 @@ def upsert_subscription(
     plan_id: str,
     custom_limits: Mapping[str, Mapping[str, Any]] | None,
     stripe_customer_id: str | None,
+    account_id: str | None = None,
 ) -> Call[models.Subscription]:
     body = _without_none(
         {
             "plan_id": plan_id,
             "custom_limits": {meter: dict(limit) for meter, limit in (custom_limits or {}).items()},
             "stripe_customer_id": stripe_customer_id,
+            "account_id": account_id,
         }
     )
     return Call("PUT", f"/v1/users/{_segment(user_id)}/subscription", models.Subscription.model_validate, body)
@@ -321,3 +323,45 @@ def _quote_run(run: QuoteRunInput) -> models.QuoteRun:
             cached_input_tokens=run.cached_input_tokens,
         )
     return models.QuoteRun.model_validate(run)
+
+
+# --- accounts ------------------------------------------------------------------------------------------
+
+
+def put_account(
+    account_id: str,
+    name: str,
+    plan_id: str,
+    custom_limits: Mapping[str, Mapping[str, Any]] | None,
+    parent_id: str | None,
+    stripe_customer_id: str | None,
+) -> Call[models.Account]:
+    body = _without_none(
+        {
+            "name": name,
+            "plan_id": plan_id,
+            "custom_limits": {meter: dict(limit) for meter, limit in (custom_limits or {}).items()},
+            "parent_id": parent_id,
+            "stripe_customer_id": stripe_customer_id,
+        }
+    )
+    return Call("PUT", f"/v1/accounts/{_segment(account_id)}", models.Account.model_validate, body)
+
+
+def get_account(account_id: str) -> Call[models.Account]:
+    return Call("GET", f"/v1/accounts/{_segment(account_id)}", models.Account.model_validate)
+
+
+def account_usage(account_id: str) -> Call[models.AccountUsage]:
+    return Call("GET", f"/v1/accounts/{_segment(account_id)}/usage", models.AccountUsage.model_validate)
+
+
+def grant_account_credits(account_id: str, meter: str, amount: int) -> Call[models.CreditGrant]:
+    path = f"/v1/accounts/{_segment(account_id)}/credits"
+    return Call("POST", path, models.CreditGrant.model_validate, {"meter": meter, "amount": amount})
+
+
+def account_ledger(account_id: str, limit: int, cursor: str | None) -> Call[models.LedgerPage]:
+    params: dict[str, str | int] = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
+    path = f"/v1/accounts/{_segment(account_id)}/ledger"
+    return Call("GET", path, models.LedgerPage.model_validate, params=params)

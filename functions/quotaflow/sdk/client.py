@@ -246,10 +246,44 @@ class Client:
         *,
         custom_limits: Mapping[str, Mapping[str, Any]] | None = None,
         stripe_customer_id: str | None = None,
+        account_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> models.Subscription:
-        call = calls.upsert_subscription(user_id, plan_id, custom_limits, stripe_customer_id)
+        """Put the user on a plan; with `account_id`, the user is a member of that account and draws on its pools
+        (and those above it) too."""
+        call = calls.upsert_subscription(user_id, plan_id, custom_limits, stripe_customer_id, account_id)
         return self._send(call, idempotency_key)
+
+    # --- accounts ------------------------------------------------------------------------------------------
+
+    def put_account(
+        self,
+        account_id: str,
+        name: str,
+        plan_id: str,
+        *,
+        custom_limits: Mapping[str, Mapping[str, Any]] | None = None,
+        parent_id: str | None = None,
+        stripe_customer_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Account:
+        """Create or replace an account (an organization or team holding a pool); `parent_id` nests it (3 levels)."""
+        call = calls.put_account(account_id, name, plan_id, custom_limits, parent_id, stripe_customer_id)
+        return self._send(call, idempotency_key)
+
+    def get_account(self, account_id: str) -> models.Account:
+        return self._send(calls.get_account(account_id))
+
+    def account_usage(self, account_id: str) -> models.AccountUsage:
+        return self._send(calls.account_usage(account_id))
+
+    def grant_account_credits(
+        self, account_id: str, meter: str, amount: int, *, idempotency_key: str | None = None
+    ) -> models.CreditGrant:
+        return self._send(calls.grant_account_credits(account_id, meter, amount), idempotency_key)
+
+    def account_ledger(self, account_id: str, *, limit: int = 50, cursor: str | None = None) -> models.LedgerPage:
+        return self._send(calls.account_ledger(account_id, limit, cursor))
 
     def get_subscription(self, user_id: str) -> models.Subscription:
         return self._send(calls.get_subscription(user_id))

@@ -42,17 +42,48 @@ class Counter(Model):
     remaining: int
 
 
-class Usage(Model):
-    user_id: str
-    plan_id: str
+class _Counters(Model):
     counters: list[Counter]
 
     def counter(self, meter: str) -> Counter:
-        """The counter of one meter; KeyError if the user's plan has no such meter."""
+        """The counter of one meter; KeyError if the plan has no such meter."""
         for counter in self.counters:
             if counter.meter == meter:
                 return counter
         raise KeyError(meter)
+
+
+class AccountCounters(_Counters):
+    account_id: str
+
+
+class Effective(Model):
+    """What the user can really spend now on a meter: the least any hard-limited level has left."""
+
+    remaining: int
+    limited_by: str  # "user" or "account:<id>"
+
+
+class Usage(_Counters):
+    user_id: str
+    plan_id: str
+    accounts: list[AccountCounters] = []  # the accounts above the user, nearest first
+    effective: dict[str, Effective] = {}
+
+
+class AccountUsage(_Counters):
+    account_id: str
+    plan_id: str
+
+
+class Account(Model):
+    account_id: str
+    name: str
+    plan_id: str
+    custom_limits: dict[str, dict[str, Any]]
+    parent_id: str | None
+    stripe_customer_id: str | None
+    updated_at: datetime | None = None
 
 
 class CanUse(Model):
@@ -222,6 +253,7 @@ class Subscription(Model):
     plan_id: str
     custom_limits: dict[str, dict[str, Any]]
     stripe_customer_id: str | None
+    account_id: str | None = None
     updated_at: datetime | None = None
 
 

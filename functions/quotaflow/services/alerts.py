@@ -80,7 +80,7 @@ def payload(alert: Alert, now: datetime) -> dict[str, Any]:
         "type": alert.kind,
         "created": int(now.timestamp()),
         "data": {
-            "user_id": alert.user_id,
+            **_holder_field(alert.user_id),
             "meter": alert.meter,
             "threshold_percent": alert.threshold_percent,
             "quota": alert.quota,
@@ -89,6 +89,12 @@ def payload(alert: Alert, now: datetime) -> dict[str, Any]:
             "period_start": None if alert.period_key == NO_PERIOD else alert.period_key,
         },
     }
+
+
+def _holder_field(holder: str) -> dict[str, str]:
+    """An alert names its user, or (`account_id`) the account whose pool crossed the threshold."""
+    account_id = keys.account_of(holder)
+    return {"account_id": account_id} if account_id else {"user_id": holder}
 
 
 def record(store: Store, alert: Alert, now: datetime) -> Item | None:

@@ -5,9 +5,11 @@ themselves (moving a user to a plan twice is moving them once), and their marker
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from typing import Any
 
+from quotaflow.ledger.amounts import ID_PATTERN
 from quotaflow.ledger.errors import NotFound
 from quotaflow.ledger.periods import iso
 from quotaflow.services import credits, plans, users
@@ -48,10 +50,16 @@ def _mark(scope: Scope, key: dict[str, str], kind: str) -> None:
 
 
 def _user_of(scope: Scope, obj: dict[str, Any], *, allow_reference: bool) -> str | None:
+    """The holder an event is for: `metadata.quotaflow_account_id` (a pool), else `quotaflow_user_id`, else the
+    session's `client_reference_id`, else whoever the Stripe customer is linked to. Ids that are not valid
+    quotaflow ids are ignored (they never reach a key)."""
     metadata = obj.get("metadata") or {}
+    account = metadata.get("quotaflow_account_id")
+    if isinstance(account, str) and re.fullmatch(ID_PATTERN, account):
+        return keys.account_holder(account)
     user = metadata.get("quotaflow_user_id") or (obj.get("client_reference_id") if allow_reference else None)
-    if user:
-        return str(user)
+    if isinstance(user, str) and re.fullmatch(ID_PATTERN, user):
+        return user
     customer = obj.get("customer")
     if isinstance(customer, str):
         pointer = scope.store.get(keys.stripe_customer(scope.tenant_id, customer))
