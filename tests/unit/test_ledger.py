@@ -147,10 +147,10 @@ def test_release_returns_every_hold() -> None:
 
 
 def test_overdue_pending_reservation_reads_as_expired() -> None:
-    reservation = Reservation("rsv_1", "u1", (), "pending", NOW, NOW.replace(minute=35))
+    reservation = Reservation("rsv_1", "u1", (), "pending", NOW, NOW.replace(minute=35), held=())
     assert reservation.status_at(NOW) == "pending"
     assert reservation.status_at(NOW.replace(minute=35)) == "expired"
-    assert Reservation("rsv_1", "u1", (), "committed", NOW, NOW).status_at(NOW.replace(hour=23)) == "committed"
+    assert Reservation("rsv_1", "u1", (), "committed", NOW, NOW, held=()).status_at(NOW.replace(hour=23)) == "committed"
 
 
 def test_first_period_opens_with_the_quota() -> None:
