@@ -96,7 +96,7 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
 
 @contextmanager
 def embedded_table(settings: Settings) -> Iterator[Store]:
-    from quotaflow.local.server import start_embedded_dynamodb
+    from quotaflow.local.workers import start_embedded_dynamodb
     from quotaflow.store.table import Store
 
     client, stop = start_embedded_dynamodb()
