@@ -233,6 +233,7 @@ def _handler_class(functions: Functions, admin_key: str, text_log: bool) -> type
             a 4xx in the API's error shape, never its HTML page."""
             status = code if 400 <= code < 500 else 400
             self.close_connection = True
+            self.request_version = self.protocol_version  # unparsed, it reads "HTTP/0.9": no status line at all
             try:
                 self._reply(_error(status, "invalid_request", message or "malformed request"))
             except OSError:
