@@ -10,7 +10,6 @@ INFRA_DEPS := infra/node_modules/.package-lock.json
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
-export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: install run demo test test-unit test-integration test-infra lint ddb-local infra-deps browser synth deploy bench clean
 

@@ -159,7 +159,8 @@ def _handler_class(functions: Functions, admin_key: str, text_log: bool) -> type
         def _serve(self) -> None:
             started = time.perf_counter()
             parts = urlsplit(self.path)
-            function = logs.SERVE if parts.path.startswith("/_local/") else function_of(parts.path)
+            served_here = parts.path.startswith("/_local/") or self.command not in ROUTED_METHODS
+            function = logs.SERVE if served_here else function_of(parts.path)
             if not self.server.begin_request():
                 response = _error(503, "unavailable", "the server is stopping")
                 self.close_connection = True
@@ -355,14 +356,17 @@ def build_server(
     admin_key: str | None = None,
     workers: int = 4,
     timers: bool = False,
-    log_format: str = "text",
+    log_format: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> LocalServer:
     """Create the table if missing, bind the functions, listen. The port answers only once all of that is done.
-    Settings come from the environment (`env`, default os.environ) as in Lambda; the arguments override them."""
+    Settings come from the environment (`env`, default os.environ) as in Lambda; the arguments override them.
+    `log_format` (`text` or `json`) sets up this process's output, as the command does; None leaves it alone
+    (a server embedded in another program, such as a test)."""
     settings = serve_settings(env, dynamodb_endpoint=dynamodb_endpoint, table_name=table_name, admin_key=admin_key)
     assert settings.admin_key is not None
-    logs.configure(log_format)
+    if log_format is not None:
+        logs.configure(log_format)
     text_log = log_format == "text"
     functions: Functions
     if settings.dynamodb_endpoint is None:

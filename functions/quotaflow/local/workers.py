@@ -152,12 +152,13 @@ def _exit_when_orphaned(parent_pid: int) -> None:
     os._exit(1)  # `serve` died without stopping us (SIGKILL): a worker never outlives its server
 
 
-def _worker_init(settings: Settings, log_format: str) -> None:
+def _worker_init(settings: Settings, log_format: str | None) -> None:
     # Ctrl-C reaches the whole process group: the server decides when workers stop, after draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the server's handler, inherited through fork
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    logs.configure(log_format)
+    if log_format is not None:
+        logs.configure(log_format)
     global _worker_invoke
     _worker_invoke, _ = _bind_api(settings)
 
@@ -170,7 +171,7 @@ def _worker_call(event: dict[str, Any]) -> dict[str, Any]:
 class WorkerPool:
     """N worker processes, each one "container" with its own caches, for a real DynamoDB endpoint."""
 
-    def __init__(self, settings: Settings, workers: int, log_format: str) -> None:
+    def __init__(self, settings: Settings, workers: int, log_format: str | None) -> None:
         # create the table once, before the workers start; scheduled jobs run in this process
         _, bound_client = _bind_api(settings)
         self._jobs = _bind_jobs(settings, bound_client)
