@@ -117,7 +117,9 @@ MALFORMED = [
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("raw", MALFORMED, ids=["http2", "no-target", "bad-length", "negative-length", "chunked", "long"])
+@pytest.mark.parametrize(
+    "raw", MALFORMED, ids=["http2", "no-target", "bad-length", "negative-length", "chunked", "long"]
+)
 def test_a_malformed_request_is_a_4xx_in_the_api_error_shape(embedded: ServeProcess, raw: bytes) -> None:
     status, headers, body = status_and_body(exchange(embedded.url, raw))
     assert 400 <= status < 500, (status, body)

@@ -94,8 +94,9 @@ def test_serve_takes_its_table_and_endpoint_from_the_environment(ddb_local: Dyna
         assert httpx.get(f"{serve.url}/v1/health", timeout=30).status_code == 200
         tenant_client(serve)
     client = boto3.client("dynamodb", endpoint_url=ddb_local.endpoint, region_name="us-east-1")
-    assert client.describe_table(TableName="serve-from-env")["Table"]["ItemCount"] >= 0
-    assert client.scan(TableName="serve-from-env", Limit=1)["Items"], "the tenant went to the table QUOTAFLOW_TABLE names"
+    assert client.scan(TableName="serve-from-env", Limit=1)["Items"], (
+        "the tenant went to the table QUOTAFLOW_TABLE names"
+    )
 
 
 @pytest.mark.unit

@@ -29,7 +29,8 @@ Every command has --help; commands that call the API print tables, or JSON with 
 
 
 def _serve(args: argparse.Namespace) -> int:
-    require("serve", SERVER_MODULES if args.dynamodb_endpoint else LOCAL_MODULES)
+    endpoint = args.dynamodb_endpoint or os.environ.get("QUOTAFLOW_DYNAMODB_ENDPOINT")
+    require("serve", SERVER_MODULES if endpoint else LOCAL_MODULES)
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "quotaflow")
     from quotaflow.local.server import JOBS, build_server
 

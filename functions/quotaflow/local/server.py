@@ -161,22 +161,22 @@ def _handler_class(functions: Functions, admin_key: str, text_log: bool) -> type
             parts = urlsplit(self.path)
             served_here = parts.path.startswith("/_local/") or self.command not in ROUTED_METHODS
             function = logs.SERVE if served_here else function_of(parts.path)
-            if not self.server.begin_request():
+            body, refused = self._read_body()  # read even when refusing: unread bytes would reset the connection
+            if refused is not None:
+                response = refused
+            elif not self.server.begin_request():
                 response = _error(503, "unavailable", "the server is stopping")
                 self.close_connection = True
             else:
                 try:
-                    response = self._respond(parts.path, parts.query)
+                    response = self._respond(parts.path, parts.query, body)
                 finally:
                     self.server.end_request()
             self._reply(response)
             status = int(response["statusCode"])
             logs.request(function, self.command, parts.path, status, (time.perf_counter() - started) * 1000, text_log)
 
-        def _respond(self, path: str, query: str) -> dict[str, Any]:
-            body, refused = self._read_body()
-            if refused is not None:
-                return refused
+        def _respond(self, path: str, query: str, body: bytes | None) -> dict[str, Any]:
             if self.command not in ROUTED_METHODS or not path.startswith("/"):
                 return _error(404, "not_found", f"no route for {self.command} {path or self.path}")
             try:
