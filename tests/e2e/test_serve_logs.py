@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.serve_process import ServeProcess
+from tests.support.serve_process import ServeProcess, eventually
 
 pytestmark = pytest.mark.unit
 LINE_SECONDS_MAX = 60  # a bound on waiting for a timer's line, not a speed check
@@ -45,6 +45,12 @@ def test_text_logs_are_one_line_per_request_and_per_run_that_did_something() -> 
         reserve_briefly(serve)
         expired = serve.wait_for_line(re.compile(r" sweeper +expired 1 "), LINE_SECONDS_MAX)
         assert expired is not None, serve.output
+
+        def expiry_notified() -> bool:  # the expiry's own stream records, read by the notifier's next run
+            lines = log_lines(serve)
+            return any(" notifier " in line for line in lines[lines.index(expired) :])
+
+        eventually(expiry_notified, LINE_SECONDS_MAX, "the notifier read the expiry's stream records")
         seen = len(log_lines(serve))
         time.sleep(IDLE_TIMER_RUNS_S)  # idle timer runs happen now: they must add nothing
         lines = log_lines(serve)
