@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from quotaflow.local.workers import POOL_REPLACEMENTS_MAX
 from tests.support.ddb_local import DynamoDBLocal
 from tests.support.serve_process import ServeProcess, alive, eventually
 from tests.support.stripe_stub import StripeStub
@@ -112,3 +113,32 @@ def test_workers_end_when_serve_itself_is_killed(ddb_local: DynamoDBLocal) -> No
         assert len(workers) == WORKERS, workers
         assert serve.stop(signal.SIGKILL) == -signal.SIGKILL
         eventually(lambda: not any(alive(pid) for pid in workers), PROCESS_SECONDS_MAX, "the orphaned workers exited")
+
+
+def replaced_or_stopped(serve: ServeProcess, dead: frozenset[int]) -> bool:
+    assert serve.process is not None
+    now = serve.workers()
+    return serve.process.poll() is not None or (len(now) == WORKERS and not set(now) & dead)
+
+
+@pytest.mark.integration
+def test_workers_that_keep_dying_stop_serve_with_exit_1(ddb_local: DynamoDBLocal) -> None:
+    with on_workers(ddb_local, "serve-workers-keep-dying") as serve:
+        assert serve.process is not None
+        for _ in range(POOL_REPLACEMENTS_MAX + 1):
+            before = serve.workers()
+            os.kill(before[0], signal.SIGKILL)
+            try:
+                status = httpx.get(f"{serve.url}/v1/health", timeout=30).status_code
+            except httpx.TransportError:
+                status = 0  # serve stopped while this request waited: its listening socket is gone
+            assert status in (0, 200, 503), status
+
+            eventually(
+                lambda gone=frozenset(before): replaced_or_stopped(serve, gone),
+                PROCESS_SECONDS_MAX,
+                "a new set of workers, or serve has stopped",
+            )
+        assert serve.process.wait(timeout=PROCESS_SECONDS_MAX) == 1, serve.output
+        assert "workers kept dying" in serve.output
+        assert [pid for pid in serve.worker_pids_seen if alive(pid)] == []
