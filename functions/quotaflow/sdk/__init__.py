@@ -29,6 +29,7 @@ from quotaflow.sdk.models import (
     CommitResult,
     Counter,
     CreditGrant,
+    DrawResult,
     EventRecorded,
     KeyCreated,
     LedgerEntry,
@@ -45,6 +46,8 @@ from quotaflow.sdk.models import (
     RefundRecorded,
     ReleaseResult,
     ReservationInfo,
+    Step,
+    StepsPage,
     Subscription,
     TenantCreated,
     TenantSettings,
@@ -63,10 +66,12 @@ from quotaflow.sdk.providers import (
 )
 from quotaflow.sdk.reservation import AsyncReservation, PendingReservation, Reservation
 from quotaflow.sdk.retry import RetryPolicy
+from quotaflow.sdk.run import AsyncRun, Run
 
 __all__ = [
     "AsyncClient",
     "AsyncReservation",
+    "AsyncRun",
     "CanUse",
     "CanUseLines",
     "Client",
@@ -75,6 +80,7 @@ __all__ = [
     "ConnectionFailed",
     "Counter",
     "CreditGrant",
+    "DrawResult",
     "EventRecorded",
     "Forbidden",
     "IdempotencyKeyReused",
@@ -105,7 +111,10 @@ __all__ = [
     "ReservationInfo",
     "ReservationNotPending",
     "RetryPolicy",
+    "Run",
     "ServerError",
+    "Step",
+    "StepsPage",
     "Subscription",
     "TenantCreated",
     "TenantSettings",
