@@ -56,6 +56,7 @@ class ServeProcess:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.workers()  # known by id, so they can be ended even if serve cannot end them
             self.process.kill()
             self.process.wait(timeout=STOP_SECONDS_MAX)
         for pid in self.worker_pids_seen:
