@@ -7,10 +7,12 @@ DDB_LOCAL_JAR := .cache/dynamodb-local/DynamoDBLocal.jar
 CDK := npx --prefix infra --no-install cdk
 INFRA_DEPS := infra/node_modules/.package-lock.json
 
+# For the CDK tooling only (synth, deploy): no Node end-of-life banner, no telemetry, no version check over the
+# network. The infra tests set the same themselves (tests/infra/conftest.py); nothing else reads these, and
+# nothing here is set for `serve`, which must behave the same when started directly.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
-export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: install run demo test test-unit test-integration test-infra lint ddb-local infra-deps browser synth deploy bench clean
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,10 +94,10 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
 
 @contextmanager
 def embedded_table(settings: Settings) -> Iterator[Store]:
-    from quotaflow.local.server import start_embedded_dynamodb
+    from quotaflow.local.workers import start_embedded_dynamodb
     from quotaflow.store.table import Store
 
-    client, stop = start_embedded_dynamodb()
+    client, stop = start_embedded_dynamodb(settings.region)
     try:
         store = Store(client, settings.table_name)
         store.create_table()
@@ -133,15 +131,15 @@ def _print_response(source: str, response: dict[str, Any], as_json: bool) -> Non
 
 def _invoke(args: argparse.Namespace) -> int:
     require("invoke", LOCAL_MODULES)
-    from quotaflow.config import Settings
     from quotaflow.local.events import LocalContext
+    from quotaflow.local.server import serve_settings
 
     if len(args.events) > EVENTS_PER_RUN_MAX:
         raise CommandFailed(f"at most {EVENTS_PER_RUN_MAX} events per run")
-    admin_key = os.environ.get("QUOTAFLOW_ADMIN_KEY") or "qf_admin_" + secrets.token_urlsafe(24)
-    values = {"ADMIN_KEY": admin_key, **parse_vars(args.var)}
+    settings = serve_settings()  # what the functions read from the environment, as under `serve`
+    assert settings.admin_key is not None
+    values = {"ADMIN_KEY": settings.admin_key, **parse_vars(args.var)}
     function = FUNCTIONS[args.function]
-    settings = Settings(admin_key=admin_key)
     with embedded_table(settings) as store:
         function.bind(store, settings)
         handler = load_handler(function)

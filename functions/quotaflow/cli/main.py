@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
-from quotaflow.cli import accounts, export, invoke, plans, remote, report
+from quotaflow.cli import export, invoke, plans, remote
 from quotaflow.cli.extras import LOCAL_MODULES, SERVER_MODULES, require
 from quotaflow.cli.output import CommandFailed, Subparsers
 from quotaflow.sdk.errors import QuotaflowError
@@ -22,14 +23,14 @@ Run the same Lambda handlers that AWS runs, on your machine:
 Manage a running deployment (--url / $QUOTAFLOW_URL, --api-key / $QUOTAFLOW_API_KEY):
   quotaflow tenants create TENANT_ID      quotaflow keys create|revoke ...     (admin key)
   quotaflow plans apply plans.yaml        quotaflow usage USER                 quotaflow verify [USER]
-  quotaflow report --meter tokens --group-by model --window day [--csv]      (usage from the lake)
 
 Every command has --help; commands that call the API print tables, or JSON with --json.
 """
 
 
 def _serve(args: argparse.Namespace) -> int:
-    require("serve", SERVER_MODULES if args.dynamodb_endpoint else LOCAL_MODULES)
+    endpoint = args.dynamodb_endpoint or os.environ.get("QUOTAFLOW_DYNAMODB_ENDPOINT")
+    require("serve", SERVER_MODULES if endpoint else LOCAL_MODULES)
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "quotaflow")
     from quotaflow.local.server import JOBS, build_server
 
@@ -40,11 +41,15 @@ def _serve(args: argparse.Namespace) -> int:
         table_name=args.table,
         workers=args.workers,
         timers=not args.no_timers,
+        log_format=args.log_format,
         lake_dir=args.lake_dir,
     )
-    backend = args.dynamodb_endpoint or "embedded DynamoDB (moto, in memory: data is gone when this stops)"
+    # A process manager, a container runtime or Ctrl-C: stop accepting, drain, end workers and timers, exit 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda _signal, _frame: server.stop())
+    backend = server.dynamodb_endpoint or "embedded DynamoDB (moto, in memory: data is gone when this stops)"
     print(f"quotaflow serving on {server.url}  (DynamoDB: {backend})", flush=True)
-    if "QUOTAFLOW_ADMIN_KEY" not in os.environ:
+    if not ({"QUOTAFLOW_ADMIN_KEY", "QUOTAFLOW_ADMIN_KEY_SECRET_ARN"} & set(os.environ)):
         print(f"admin key (set QUOTAFLOW_ADMIN_KEY to choose one): {server.admin_key}", flush=True)
     print(
         f"try: curl -s -X POST {server.url}/v1/admin/tenants -H 'Authorization: Bearer {server.admin_key}' "
@@ -57,11 +62,10 @@ def _serve(args: argparse.Namespace) -> int:
         )
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.close()
-    return 0
+    print("quotaflow stopped" + (": its workers kept dying" if server.failed else ""), flush=True)
+    return 1 if server.failed else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -76,16 +80,19 @@ def _add_serve(commands: Subparsers) -> None:
         "serve",
         help="run the HTTP API locally",
         description="Serve the API function over HTTP. Each request becomes an API "
-        "Gateway v2 event for the same handler that runs in Lambda. Needs: pip install 'quotaflow[local]'.",
+        "Gateway v2 event for the same handler that runs in Lambda, with the settings the functions read "
+        "(QUOTAFLOW_* variables; see the README's Settings) and these flags on top. SIGTERM or SIGINT drains the "
+        "requests in flight, stops the workers and timers, and exits 0. Needs: pip install 'quotaflow[local]'.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
     serve.add_argument(
         "--dynamodb-endpoint",
         metavar="URL",
-        help="use this DynamoDB (DynamoDB Local, or AWS) instead of the embedded in-memory one",
+        help="use this DynamoDB (DynamoDB Local, or AWS) instead of the embedded in-memory one "
+        "(default: $QUOTAFLOW_DYNAMODB_ENDPOINT)",
     )
-    serve.add_argument("--table", default="quotaflow", help="table name; created if missing (default: %(default)s)")
+    serve.add_argument("--table", help="table name; created if missing (default: $QUOTAFLOW_TABLE, else quotaflow)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -100,8 +107,15 @@ def _add_serve(commands: Subparsers) -> None:
     serve.add_argument(
         "--lake-dir",
         metavar="DIR",
-        help="write the usage lake (NDJSON, tenant_id=/day= folders) here and keep it (default: a temporary "
-        "directory removed on exit)",
+        help="write the usage lake (NDJSON, tenant_id=/day= folders) here and keep it (default: "
+        "$QUOTAFLOW_LAKE_DIR, else a temporary directory removed on exit)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: one line per request and per scheduled run that did something; json: the functions' "
+        "structured logs and metrics, as in Lambda (default: %(default)s)",
     )
     serve.set_defaults(run=_serve)
 
@@ -127,9 +141,7 @@ def parser() -> argparse.ArgumentParser:
     remote.add_admin_commands(commands)
     plans.add_commands(commands)
     remote.add_tenant_commands(commands)
-    accounts.add_commands(commands)
     export.add_command(commands)
-    report.add_command(commands)
     return root
 
 

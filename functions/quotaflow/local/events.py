@@ -59,15 +59,21 @@ def http_event(
 
 @dataclass
 class LocalContext:
-    """The attributes of a Lambda context that Powertools reads."""
+    """The attributes of a Lambda context that Powertools reads; the ARN and log group are the named function's."""
 
     function_name: str = "quotaflow-api"
     function_version: str = "$LATEST"
     memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:quotaflow-api"
+    invoked_function_arn: str = ""
     aws_request_id: str = field(default_factory=lambda: secrets.token_hex(16))
-    log_group_name: str = "/aws/lambda/quotaflow-api"
+    log_group_name: str = ""
     log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = (
+            self.invoked_function_arn or f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+        )
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000

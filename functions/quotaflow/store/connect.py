@@ -23,6 +23,14 @@ CLIENT_CONFIG = Config(
     max_pool_connections=32,
     tcp_keepalive=True,
 )
+# A local or custom endpoint (DynamoDB Local, moto, `serve`) has no account-id hosts: botocore >= 1.40 would send
+# some calls (the table stream's) to `<account>.ddbstreams...`, which no emulator answers. Decided here in code,
+# never left to the shell's AWS_ACCOUNT_ID_ENDPOINT_MODE.
+LOCAL_CLIENT_CONFIG = CLIENT_CONFIG.merge(Config(account_id_endpoint_mode="disabled"))
+
+
+def client_config(local: bool) -> Config:
+    return LOCAL_CLIENT_CONFIG if local else CLIENT_CONFIG
 
 
 _session: botocore.session.Session | None = None
@@ -32,7 +40,9 @@ def aws_client(service: str, settings: Settings, endpoint_url: str | None = None
     global _session
     if _session is None:
         _session = botocore.session.get_session()
-    return _session.create_client(service, region_name=settings.region, config=CLIENT_CONFIG, endpoint_url=endpoint_url)
+    return _session.create_client(
+        service, region_name=settings.region, config=client_config(endpoint_url is not None), endpoint_url=endpoint_url
+    )
 
 
 def dynamodb_client(settings: Settings) -> Any:
