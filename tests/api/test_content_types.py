@@ -153,15 +153,9 @@ def served() -> Iterator[httpx.Client]:
     ],
 )
 def test_serve_answers_content_types_in_the_api_error_shape(
-    served: tuple[LocalServer, httpx.Client],
-    method: str,
-    path: str,
-    body: object,
-    content_type: str,
-    status: int,
-    code: str,
+    served: httpx.Client, method: str, path: str, body: object, content_type: str, status: int, code: str
 ) -> None:
-    _, client = served
+    client = served
     response = client.request(method, path, content=json.dumps(body), headers={"Content-Type": content_type})
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
