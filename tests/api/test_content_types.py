@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from quotaflow.handlers import media_type
-from quotaflow.local.server import LocalServer, build_server
+from quotaflow.local.server import build_server
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.unit
