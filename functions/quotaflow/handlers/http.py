@@ -356,6 +356,32 @@ def _bug(violation: errors.InvariantViolation) -> Response[Any]:
     return json_response(500, {"error": {"code": "internal", "message": "internal error", "details": {}}})
 
 
+# Routes of this API that another function serves: API Gateway sends only these methods there, the rest here.
+OTHER_FUNCTIONS_ROUTES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (re.compile(r"^/v1/stripe/webhook/[^/]+$"), frozenset({"POST"})),
+)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """Every method some function of this API answers at `path`, sorted; empty for a path nothing routes."""
+    routes = app._static_routes + app._dynamic_routes  # the resolver's routing table (it has no public listing)
+    methods = {route.method for route in routes if route.rule.match(path)}
+    methods.update(*(served for rule, served in OTHER_FUNCTIONS_ROUTES if rule.match(path)))
+    return sorted(methods)
+
+
 @app.not_found
 def _no_route(_: Exception) -> Response[Any]:
-    return json_response(404, {"error": {"code": "not_found", "message": "no such route", "details": {}}})
+    """404 for a path nothing routes; 405 naming the methods (`Allow`) for a path routed under other methods."""
+    allowed = allowed_methods(app.current_event.path)
+    if not allowed:
+        return json_response(404, {"error": {"code": "not_found", "message": "no such route", "details": {}}})
+    method = app.current_event.request_context.http.method
+    body = {
+        "error": {
+            "code": "method_not_allowed",
+            "message": f"{method} is not allowed here: use {', '.join(allowed)}",
+            "details": {"allowed": allowed},
+        }
+    }
+    return json_response(405, body, {"Allow": ", ".join(allowed)})
