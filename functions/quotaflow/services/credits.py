@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
 from quotaflow.ledger.counters import Delta, Posting, unspent_credits
 from quotaflow.ledger.credits import Grant, GrantStatus, remaining
 from quotaflow.ledger.errors import InvalidRequest, NotFound, Unavailable
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso, period_at
 from quotaflow.services import engine
 from quotaflow.services.idempotency import IdempotencyClaim
@@ -33,7 +32,7 @@ class AlreadyApplied(Exception):
 MARKER_TAG = "marker"
 
 
-class GrantInfo(BaseModel):
+class GrantInfo(Model):
     grant_id: str
     meter: str
     amount: int
