@@ -87,6 +87,24 @@ def test_a_body_without_a_content_type_is_415(qf: Api) -> None:
     assert_error_shape(json.loads(response["body"]), 415, "unsupported_media_type")
 
 
+def test_a_binary_upload_is_415_not_a_decoding_error(qf: Api) -> None:
+    """API Gateway base64-encodes a body that is not UTF-8 text, such as a file in a multipart form."""
+    from quotaflow.handlers import api
+    from quotaflow.local.events import LocalContext, http_event
+
+    headers = {"Authorization": f"Bearer {qf.key}", "Content-Type": "multipart/form-data; boundary=x"}
+    body = b"--x\r\nContent-Disposition: form-data; name=f\r\n\r\n\xff\xfe\x00\r\n--x--\r\n"
+    event = http_event("POST", "/v1/events", headers=headers, body=body)
+    assert event["isBase64Encoded"] is True
+    response = api.handler(event, LocalContext())
+    assert response["statusCode"] == 415, response
+    assert_error_shape(json.loads(response["body"]), 415, "unsupported_media_type")
+    unauthenticated = api.handler(
+        http_event("POST", "/v1/events", headers={**headers, "Authorization": ""}, body=body), LocalContext()
+    )
+    assert unauthenticated["statusCode"] == 401
+
+
 @pytest.mark.parametrize("content_type", ACCEPTED)
 def test_json_in_utf8_is_taken_however_it_is_spelled(qf: Api, content_type: str) -> None:
     assert qf("POST", "/v1/events", EVENT, headers={"Content-Type": content_type}).status == 201

@@ -221,6 +221,10 @@ def undecodable_body(event: dict[str, Any]) -> dict[str, Any] | None:
     if not event.get("isBase64Encoded") or not event.get("body"):
         return None
     try:
+        media_type.check_json((event.get("headers") or {}).get("content-type"))
+    except errors.QuotaflowError:
+        return None  # not JSON at all (a file upload, say): the resolver answers 415 or 400, after the key checks
+    try:
         base64.b64decode(event["body"], validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         error = errors.InvalidRequest("the body must be UTF-8 JSON", field="body")
