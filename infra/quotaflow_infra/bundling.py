@@ -55,23 +55,39 @@ def run_checked(command: Sequence[str]) -> None:
 
 @jsii.implements(ILocalBundling)
 class PipBundling:
-    """Builds one bundle: the quotaflow wheel plus `quotaflow[<extra>]`'s dependencies for the Lambda platform."""
+    """Builds one bundle: the quotaflow wheel plus `quotaflow[<extra>]`'s dependencies for one platform and
+    CPython version — the Lambda runtime's unless told otherwise (the tests build for the machine they run on,
+    with the same code, and run each function from its bundle)."""
 
-    def __init__(self, project_root: Path, extra: Bundle, run: Runner = run_checked) -> None:
+    def __init__(
+        self,
+        project_root: Path,
+        extra: Bundle,
+        run: Runner = run_checked,
+        *,
+        pip_platform: str = PIP_PLATFORM,
+        python_version: str | None = None,
+    ) -> None:
         self.project_root = project_root
         self.extra = extra
         self.run = run
+        self.pip_platform = pip_platform
+        self.python_version = python_version or lambda_python_version()
 
     def build_command(self, project_copy: Path, wheel_dir: Path) -> list[str]:
         return [*self._pip(), "wheel", "--no-deps", "--wheel-dir", str(wheel_dir), str(project_copy)]
 
     def install_command(self, wheel: Path, output_dir: str) -> list[str]:
-        target = ["--target", output_dir, "--platform", PIP_PLATFORM, "--implementation", "cp"]
-        python = ["--python-version", lambda_python_version(), "--only-binary=:all:", "--no-compile"]
+        target = ["--target", output_dir, "--platform", self.pip_platform, "--implementation", "cp"]
+        python = ["--python-version", self.python_version, "--only-binary=:all:", "--no-compile"]
         return [*self._pip(), "install", *target, *python, f"{PACKAGE_NAME}[{self.extra}] @ {wheel.as_uri()}"]
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: Any) -> bool:
         # `image` is unused: this never falls back to Docker. A failure raises, and the synth stops with it.
+        self.build(output_dir)
+        return True
+
+    def build(self, output_dir: str) -> None:
         with TemporaryDirectory(prefix="quotaflow-wheel-") as tmp:
             # setuptools builds in the tree it is given (build/, *.egg-info): give it a copy, so a synth never
             # writes into the repo and a stale build/lib can never put a deleted module back into a bundle.
@@ -84,7 +100,6 @@ class PipBundling:
             self.run(self.install_command(wheels[0], output_dir))
         for name in BUNDLE_PRUNE_DIRS:
             shutil.rmtree(Path(output_dir) / name, ignore_errors=True)
-        return True
 
     @staticmethod
     def _pip() -> list[str]:

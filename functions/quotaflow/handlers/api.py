@@ -127,6 +127,7 @@ ERROR_STATUSES = {
     "404": "not_found",
     "409": "reservation_not_pending, reservation_expired, idempotency_key_reused or conflict",
     "413": "payload_too_large",
+    "415": "unsupported_media_type (bodies are application/json in UTF-8)",
     "429": "throttled (Retry-After)",
     "503": "unavailable (Retry-After)",
 }

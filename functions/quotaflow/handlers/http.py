@@ -14,9 +14,11 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from quotaflow.handlers import media_type
 from quotaflow.handlers.runtime import runtime
 from quotaflow.ledger import errors
 from quotaflow.ledger.amounts import ID_PATTERN, EntityId
@@ -49,11 +51,38 @@ STATUS: dict[type[errors.QuotaflowError], int] = {
     errors.ReservationExpired: 409,
     errors.IdempotencyKeyReused: 409,
     PayloadTooLarge: 413,
+    media_type.UnsupportedMediaType: 415,
     errors.Throttled: 429,
     errors.Unavailable: 503,
 }
 RETRYABLE = {429, 503}
+
+
+class ContentTypeRefused(Exception):
+    """A body the API does not read, found before the framework would parse it; reported after the preflight."""
+
+    def __init__(self, refusal: errors.QuotaflowError) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
+    """The framework's request validation, reading bodies as JSON only. Left to itself it would parse forms and
+    multipart bodies (and fail with a bare ValueError on a multipart type without its boundary: a 500)."""
+
+    def _get_body(self, app: Any) -> Any:
+        if app.current_event.body:
+            try:
+                media_type.check_json(header("content-type"))
+            except errors.QuotaflowError as refusal:
+                raise ContentTypeRefused(refusal) from None
+        return self._parse_json_data(app)
+
+
 app = APIGatewayHttpResolver(enable_validation=True)
+if not isinstance(getattr(app, "_request_validation_middleware", None), OpenAPIRequestValidationMiddleware):
+    raise RuntimeError("aws_lambda_powertools changed how it validates requests: revisit JsonBodyValidation")
+app._request_validation_middleware = JsonBodyValidation()
 
 
 # --- request plumbing ---------------------------------------------------------------------------------
@@ -97,7 +126,13 @@ def path_id(raw: str, name: str) -> str:
 
 
 def preflight(level: Access, user_id: str | None) -> Principal | None:
-    """Size, authentication and authorization, in that order, before anything reads the body."""
+    """Size, authentication, authorization and the body's media type, in that order, before anything reads it."""
+    principal = _authorize(level, user_id)
+    _require_json()
+    return principal
+
+
+def _authorize(level: Access, user_id: str | None) -> Principal | None:
     body = app.current_event.body or ""
     if len(body.encode()) > BODY_BYTES_MAX:
         raise PayloadTooLarge(f"bodies are limited to {BODY_BYTES_MAX} bytes", field="body")
@@ -112,7 +147,6 @@ def preflight(level: Access, user_id: str | None) -> Principal | None:
     if admin_key is not None and hmac.compare_digest(raw_key.encode(), admin_key.encode()):
         if level != "admin":
             raise errors.Forbidden("the admin key only manages tenants")
-        _require_json()
         app.append_context(idempotency_scope=tenants.ADMIN_SCOPE)
         return None
     principal = tenants.authenticate(runtime().store, raw_key, runtime().key_cache)
@@ -125,7 +159,6 @@ def preflight(level: Access, user_id: str | None) -> Principal | None:
         if not token:
             raise errors.Unauthenticated("publishable keys need an X-Quotaflow-User-Token header")
         _check_user_token(principal.tenant_id, token, unquote(user_id))
-    _require_json()
     app.append_context(principal=principal, idempotency_scope=principal.tenant_id)
     return principal
 
@@ -149,9 +182,7 @@ def _check_user_token(tenant_id: str, token: str, user_id: str) -> None:
 
 def _require_json() -> None:
     if app.current_event.body:
-        media = (header("content-type") or "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise errors.InvalidRequest("send JSON with Content-Type: application/json", field="Content-Type")
+        media_type.check_json(header("content-type"))
 
 
 def admin_scope() -> Scope:
@@ -189,6 +220,10 @@ def undecodable_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """A base64 body that is not UTF-8 never reaches the resolver (it would fail decoding it): 400 instead."""
     if not event.get("isBase64Encoded") or not event.get("body"):
         return None
+    try:
+        media_type.check_json((event.get("headers") or {}).get("content-type"))
+    except errors.QuotaflowError:
+        return None  # not JSON at all (a file upload, say): the resolver answers 415 or 400, after the key checks
     try:
         base64.b64decode(event["body"], validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -291,21 +326,32 @@ def _field(loc: tuple[Any, ...]) -> str:
     return name or "body"
 
 
-@app.exception_handler(RequestValidationError)
-def _invalid(error: RequestValidationError) -> Response[Any]:
+def _after_preflight(refusal: errors.QuotaflowError) -> Response[Any]:
+    """Report what was refused before the route ran, once the route's key checks have passed (a request without
+    a key hears 401, not what was wrong with its body), remembered under its Idempotency-Key."""
     route = app.context.get("_route")
     level: Access = getattr(getattr(route, "func", None), "access", "secret")
     user_id = (app.context.get("_route_args") or {}).get("user_id")
     try:
-        preflight(level, user_id)
+        _authorize(level, user_id)
         if app.current_event.request_context.http.method == "POST":
-            idempotency_claim(400)
+            idempotency_claim(STATUS.get(type(refusal), 400))
     except errors.QuotaflowError as refused:
         return error_response(refused)
+    return error_response(refusal)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(error: RequestValidationError) -> Response[Any]:
     first = error.errors()[0]
     field_name = "body" if first.get("type") == "json_invalid" else _field(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-    return error_response(errors.InvalidRequest(f"{field_name}: {message}", field=field_name))
+    return _after_preflight(errors.InvalidRequest(f"{field_name}: {message}", field=field_name))
+
+
+@app.exception_handler(ContentTypeRefused)
+def _content_type_refused(refused: ContentTypeRefused) -> Response[Any]:
+    return _after_preflight(refused.refusal)
 
 
 @app.exception_handler(errors.InvariantViolation)
@@ -314,6 +360,32 @@ def _bug(violation: errors.InvariantViolation) -> Response[Any]:
     return json_response(500, {"error": {"code": "internal", "message": "internal error", "details": {}}})
 
 
+# Routes of this API that another function serves: API Gateway sends only these methods there, the rest here.
+OTHER_FUNCTIONS_ROUTES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (re.compile(r"^/v1/stripe/webhook/[^/]+$"), frozenset({"POST"})),
+)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """Every method some function of this API answers at `path`, sorted; empty for a path nothing routes."""
+    routes = app._static_routes + app._dynamic_routes  # the resolver's routing table (it has no public listing)
+    methods = {route.method for route in routes if route.rule.match(path)}
+    methods.update(*(served for rule, served in OTHER_FUNCTIONS_ROUTES if rule.match(path)))
+    return sorted(methods)
+
+
 @app.not_found
 def _no_route(_: Exception) -> Response[Any]:
-    return json_response(404, {"error": {"code": "not_found", "message": "no such route", "details": {}}})
+    """404 for a path nothing routes; 405 naming the methods (`Allow`) for a path routed under other methods."""
+    allowed = allowed_methods(app.current_event.path)
+    if not allowed:
+        return json_response(404, {"error": {"code": "not_found", "message": "no such route", "details": {}}})
+    method = app.current_event.request_context.http.method
+    body = {
+        "error": {
+            "code": "method_not_allowed",
+            "message": f"{method} is not allowed here: use {', '.join(allowed)}",
+            "details": {"allowed": allowed},
+        }
+    }
+    return json_response(405, body, {"Allow": ", ".join(allowed)})

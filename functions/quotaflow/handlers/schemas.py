@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.plans import Label, Limit, LimitOverride, StripePlanSettings
 from quotaflow.ledger.prices import ModelName
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
@@ -20,7 +21,7 @@ PropertyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$
 PropertyValue = Annotated[str, StringConstraints(max_length=256)] | Amount | bool | None
 
 
-class Body(BaseModel):
+class Body(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -35,7 +36,7 @@ class KeyCreate(Body):
 class PlanBody(Body):
     name: Label
     limits: dict[MeterKey, Limit] = Field(max_length=40)
-    stripe: StripePlanSettings = StripePlanSettings()
+    stripe: StripePlanSettings = Field(default_factory=StripePlanSettings)
 
 
 class SubscriptionBody(Body):
@@ -187,6 +188,6 @@ class UserTokenBody(Body):
     ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=USER_TOKEN_TTL_MAX)] = 3600
 
 
-class UserTokenView(BaseModel):
+class UserTokenView(Model):
     token: str
     expires_at: str

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
+
+from quotaflow.ledger.model import Model
 
 MAX_AMOUNT = 2**53 - 1  # the largest integer a JSON number carries exactly
 LINES_MAX = 20
@@ -16,7 +18,7 @@ MeterKey = Annotated[str, StringConstraints(pattern=METER_PATTERN)]
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
-class Line(BaseModel):
+class Line(Model):
     """An amount on one meter."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,7 +45,7 @@ def unique_meters(lines: list[Metered]) -> list[Metered]:
     return lines
 
 
-class Lines(BaseModel):
+class Lines(Model):
     """1..LINES_MAX lines, each meter at most once."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

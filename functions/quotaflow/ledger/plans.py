@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from quotaflow.ledger.amounts import Amount, EntityId, MeterKey
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import PeriodKind
 
 Enforcement = Literal["hard", "soft", "none"]
@@ -16,7 +17,7 @@ ALERTS_PER_LIMIT_MAX = 10
 METERS_PER_PLAN_MAX = 40  # keeps a user's limit change (subscription + counters + entries) in one transaction
 
 
-class Limit(BaseModel):
+class Limit(Model):
     """A plan's rule for one meter."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,7 +29,7 @@ class Limit(BaseModel):
     alerts: list[AlertThreshold] = Field(default=[], max_length=ALERTS_PER_LIMIT_MAX)
 
 
-class LimitOverride(BaseModel):
+class LimitOverride(Model):
     """A subscription's change to one meter's limit; a meter the plan lacks needs at least a quota."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,23 +41,25 @@ class LimitOverride(BaseModel):
     alerts: list[AlertThreshold] | None = Field(default=None, max_length=ALERTS_PER_LIMIT_MAX)
 
 
-class StripePlanSettings(BaseModel):
+class StripePlanSettings(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    meter_event_names: dict[MeterKey, Annotated[str, StringConstraints(min_length=1, max_length=100)]] = {}
+    meter_event_names: dict[MeterKey, Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=dict
+    )
 
 
-class Plan(BaseModel):
+class Plan(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     plan_id: EntityId
     name: Label
     limits: dict[MeterKey, Limit] = Field(max_length=METERS_PER_PLAN_MAX)
-    stripe: StripePlanSettings = StripePlanSettings()
+    stripe: StripePlanSettings = Field(default_factory=StripePlanSettings)
     version: int = 1
 
 
-class Subscription(BaseModel):
+class Subscription(Model):
     """A holder's plan: a user's (`account_id`: the account it belongs to), or an account's (`account_id`: its
     parent, `name` its display name)."""
 
@@ -70,7 +73,7 @@ class Subscription(BaseModel):
     name: Label | None = None
 
 
-class EffectiveLimit(BaseModel):
+class EffectiveLimit(Model):
     """What a user's counter for one meter obeys: the plan's limit with the subscription's overrides."""
 
     model_config = ConfigDict(frozen=True)

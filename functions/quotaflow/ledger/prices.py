@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from quotaflow.ledger.amounts import Amount, div_ceil
+from quotaflow.ledger.model import Model
 
 MODEL_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 ModelName = Annotated[str, StringConstraints(pattern=MODEL_PATTERN)]
@@ -23,7 +24,7 @@ MARKUP_PERCENT_MAX = 10_000
 UNIT_SCALE = {"cents": 1, "millicents": 1_000}  # the meters a from_model line may price into, and their scale
 
 
-class Price(BaseModel):
+class Price(Model):
     """One model's price as of `version`; a change writes a new version, history keeps the old ones."""
 
     model_config = ConfigDict(frozen=True)
@@ -37,7 +38,7 @@ class Price(BaseModel):
     updated_at: str
 
 
-class TokenCounts(BaseModel):
+class TokenCounts(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_tokens: Amount = 0
@@ -45,7 +46,7 @@ class TokenCounts(BaseModel):
     cached_input_tokens: Amount = 0  # part of the prompt served from the provider's cache, billed at its own rate
 
 
-class PriceBody(BaseModel):
+class PriceBody(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_per_million_cents: Amount

@@ -33,7 +33,7 @@ def http_event(
         "routeKey": "$default",
         "rawPath": path,
         "rawQueryString": query,
-        "queryStringParameters": dict(parse_qsl(query)) or None,
+        "queryStringParameters": query_parameters(query),
         "headers": lowered,
         "requestContext": {
             "accountId": "000000000000",
@@ -55,6 +55,15 @@ def http_event(
         "body": text,
         "isBase64Encoded": is_base64,
     }
+
+
+def query_parameters(query: str) -> dict[str, str] | None:
+    """As API Gateway v2 hands them over: blank values kept (`?meter=` is `""`, not absent), a repeated name's
+    values joined with commas."""
+    joined: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined or None
 
 
 @dataclass

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from quotaflow.ledger.alerts import Alert
 from quotaflow.ledger.errors import InvalidRequest, NotFound
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import NO_PERIOD, iso
 from quotaflow.services.scope import Scope
 from quotaflow.store import keys
@@ -39,14 +40,14 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 Post = Callable[[str, bytes, dict[str, str]], int]  # url, body, headers -> HTTP status (raise on no answer)
 
 
-class WebhookBody(BaseModel):
+class WebhookBody(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: Annotated[str, StringConstraints(min_length=8, max_length=2048)]
     secret: Annotated[str, StringConstraints(min_length=16, max_length=255)]
 
 
-class WebhookView(BaseModel):
+class WebhookView(Model):
     url: str
     secret: str
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 
 from quotaflow.ledger import errors
 from quotaflow.ledger.amounts import MeterKey
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso
 from quotaflow.services.scope import Scope
 from quotaflow.store import keys
@@ -41,7 +42,7 @@ GroupKey = Annotated[str, StringConstraints(pattern=GROUP_KEY_PATTERN)]
 FilterValue = Annotated[str, StringConstraints(min_length=1, max_length=FILTER_VALUE_LENGTH_MAX)]
 
 
-class UsageQuery(BaseModel):
+class UsageQuery(Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     meter: MeterKey
@@ -62,7 +63,7 @@ class UsageQuery(BaseModel):
             raise errors.InvalidRequest("each group_by key at most once", field="group_by")
 
 
-class UsageRows(BaseModel):
+class UsageRows(Model):
     """A finished query (200); `query_id` is set when it ran on Athena."""
 
     rows: list[dict[str, Any]]
@@ -70,7 +71,7 @@ class UsageRows(BaseModel):
     status: Literal["succeeded"] = "succeeded"
 
 
-class QueryPending(BaseModel):
+class QueryPending(Model):
     """An Athena query still running (202): poll GET /v1/analytics/queries/{query_id}."""
 
     query_id: str

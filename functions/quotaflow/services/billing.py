@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import Field
 
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import NO_PERIOD, iso, parse_iso
 from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.services.stripe_config import load_config
@@ -38,14 +39,14 @@ Gateways = Callable[[str], StripeGateway]  # the tenant's API key -> a gateway
 Progress = Callable[[str], None]
 
 
-class Skipped(BaseModel):
+class Skipped(Model):
     tenant_id: str
     user_id: str | None
     meter: str
     reason: str
 
 
-class Failed(BaseModel):
+class Failed(Model):
     tenant_id: str
     user_id: str
     meter: str
@@ -53,15 +54,15 @@ class Failed(BaseModel):
     error: str
 
 
-class ExportReport(BaseModel):
+class ExportReport(Model):
     now: str
     dry_run: bool
     tenants: int = 0
     counters_checked: int = 0
     events_sent: int = 0
     value_sent: int = 0
-    skipped: list[Skipped] = []
-    failed: list[Failed] = []
+    skipped: list[Skipped] = Field(default_factory=list)
+    failed: list[Failed] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
 from quotaflow.ledger.counters import Delta, Posting
 from quotaflow.ledger.credits import CreditBook, Grant, GrantStatus, rebooked, remaining
 from quotaflow.ledger.errors import InvalidRequest, NotFound
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso, period_at
 from quotaflow.services import engine
 from quotaflow.services.idempotency import IdempotencyClaim
@@ -32,7 +31,7 @@ class AlreadyApplied(Exception):
 MARKER_TAG = "marker"
 
 
-class GrantInfo(BaseModel):
+class GrantInfo(Model):
     grant_id: str
     meter: str
     amount: int

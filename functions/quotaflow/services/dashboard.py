@@ -8,9 +8,8 @@ from __future__ import annotations
 from fractions import Fraction
 from itertools import islice
 
-from pydantic import BaseModel
-
 from quotaflow.ledger.errors import InvalidRequest, NotFound
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso
 from quotaflow.services import audit, balances
 from quotaflow.services.scope import Scope
@@ -21,14 +20,14 @@ USERS_LISTED_MAX = 1_000
 USERS_LISTED_DEFAULT = 100
 
 
-class UserRow(BaseModel):
+class UserRow(Model):
     user_id: str
     plan_id: str
     ranked_by: str  # the meter this row is ranked by: the one asked for, else the user's most used one
     counters: list[CounterView]  # every meter of the user's plan, as `usage` shows them
 
 
-class UsersView(BaseModel):
+class UsersView(Model):
     meter: str | None
     as_of: str
     users: list[UserRow]

@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
-
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso
 from quotaflow.services import credits, metering
 from quotaflow.services.scope import ContainerCache, Scope
@@ -20,7 +19,7 @@ SWEEP_RESERVATIONS_PER_RUN_MAX = 1_000
 SWEEP_PAGE_MAX = 100
 
 
-class SweepReport(BaseModel):
+class SweepReport(Model):
     now: str
     buckets_read: int
     expired: int

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
-
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso
 from quotaflow.ledger.prices import UNIT_SCALE, Price, PriceBody, TokenCounts, cost
 from quotaflow.services.scope import Scope
@@ -19,7 +18,7 @@ PRICES_PAGES_MAX = 10
 HISTORY_PAGE_MAX = 100
 
 
-class PricedLine(BaseModel):
+class PricedLine(Model):
     """A usage line: an amount, or token counts of a model to convert with the model's current price."""
 
     meter: str
@@ -27,7 +26,7 @@ class PricedLine(BaseModel):
     from_model: dict[str, Any] | None = None
 
 
-class QuoteLineView(BaseModel):
+class QuoteLineView(Model):
     model: str
     tokens: int
     cost_cents: int
@@ -38,7 +37,7 @@ class QuoteView(QuoteLineView):
     lines: list[QuoteLineView] | None = None
 
 
-class PriceHistoryView(BaseModel):
+class PriceHistoryView(Model):
     price: Price
     history: list[Price]
 

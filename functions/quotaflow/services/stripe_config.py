@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from quotaflow.ledger.amounts import Amount, EntityId, MeterKey
 from quotaflow.ledger.errors import NotFound
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso, parse_iso
 from quotaflow.services.scope import Scope
 from quotaflow.store import keys
@@ -23,14 +24,14 @@ StripeId = Annotated[str, StringConstraints(min_length=1, max_length=255, patter
 Secret = Annotated[str, StringConstraints(min_length=8, max_length=255)]
 
 
-class CreditPack(BaseModel):
+class CreditPack(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     meter: MeterKey
     amount: Amount
 
 
-class StripeConfigBody(BaseModel):
+class StripeConfigBody(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     webhook_secret: Secret
@@ -39,7 +40,7 @@ class StripeConfigBody(BaseModel):
     plans_by_price: dict[StripeId, EntityId] = Field(default={}, max_length=PRICE_MAPPINGS_MAX)
 
 
-class StripeConfigView(BaseModel):
+class StripeConfigView(Model):
     webhook_secret: str
     api_key: str
     credit_packs: dict[str, CreditPack]

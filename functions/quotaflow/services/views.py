@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import Field
 
 from quotaflow.ledger.amounts import Line
+from quotaflow.ledger.model import Model
 from quotaflow.ledger.plans import Enforcement
 from quotaflow.ledger.reservations import ReservationStatus
 
 
-class ReservationView(BaseModel):
+class ReservationView(Model):
     reservation_id: str
     status: ReservationStatus
     user_id: str
@@ -22,7 +23,7 @@ class ReservationView(BaseModel):
     expires_at: str
 
 
-class DrawView(BaseModel):
+class DrawView(Model):
     reservation_id: str
     status: ReservationStatus
     drawn: list[Line]
@@ -30,7 +31,7 @@ class DrawView(BaseModel):
     overage: list[Line]  # what this draw took beyond the hold, from the balance
 
 
-class StepView(BaseModel):
+class StepView(Model):
     """One draw on a reservation, as its steps are listed."""
 
     step_id: str
@@ -40,13 +41,13 @@ class StepView(BaseModel):
     properties: dict[str, Any]
 
 
-class StepsView(BaseModel):
+class StepsView(Model):
     reservation_id: str
     steps: list[StepView]
     next_cursor: str | None
 
 
-class CommitView(BaseModel):
+class CommitView(Model):
     reservation_id: str
     status: ReservationStatus
     committed: list[Line]
@@ -54,13 +55,13 @@ class CommitView(BaseModel):
     overage: list[Line]
 
 
-class ReleaseView(BaseModel):
+class ReleaseView(Model):
     reservation_id: str
     status: ReservationStatus
     refunded: list[Line]
 
 
-class CounterView(BaseModel):
+class CounterView(Model):
     meter: str
     label: str
     period: str
@@ -74,61 +75,61 @@ class CounterView(BaseModel):
     remaining: int
 
 
-class AccountCountersView(BaseModel):
+class AccountCountersView(Model):
     account_id: str
     counters: list[CounterView]
 
 
-class EffectiveView(BaseModel):
+class EffectiveView(Model):
     """What the user can really spend now on a meter: the least any hard-limited level has left."""
 
     remaining: int
     limited_by: str  # "user" or "account:<id>"
 
 
-class UsageView(BaseModel):
+class UsageView(Model):
     user_id: str
     plan_id: str
     counters: list[CounterView]
-    accounts: list[AccountCountersView] = []  # the accounts above the user, nearest first
-    effective: dict[str, EffectiveView] = {}
+    accounts: list[AccountCountersView] = Field(default_factory=list)  # the accounts above the user, nearest first
+    effective: dict[str, EffectiveView] = Field(default_factory=dict)
 
 
-class AccountUsageView(BaseModel):
+class AccountUsageView(Model):
     account_id: str
     plan_id: str
     counters: list[CounterView]
 
 
-class CanUseView(BaseModel):
+class CanUseView(Model):
     allowed: bool
     remaining: int
 
 
-class MeterAllowance(BaseModel):
+class MeterAllowance(Model):
     meter: str
     allowed: bool
     remaining: int
 
 
-class CanUseLinesView(BaseModel):
+class CanUseLinesView(Model):
     allowed: bool
     meters: list[MeterAllowance]
 
 
-class EventView(BaseModel):
+class EventView(Model):
     event_id: str
 
 
-class RefundView(BaseModel):
+class RefundView(Model):
     refund_id: str
 
 
-class GrantView(BaseModel):
+class GrantView(Model):
     grant_id: str
 
 
-class EntryView(BaseModel):
+class EntryView(Model):
     entry_id: str
     at: str
     kind: str
@@ -141,25 +142,25 @@ class EntryView(BaseModel):
     ref: str | None
 
 
-class LedgerView(BaseModel):
+class LedgerView(Model):
     entries: list[EntryView]
     next_cursor: str | None
 
 
-class ProblemView(BaseModel):
+class ProblemView(Model):
     user_id: str
     meter: str
     period_start: str | None
     message: str
 
 
-class VerifyView(BaseModel):
+class VerifyView(Model):
     ok: bool
     checked: int
     problems: list[ProblemView]
 
 
-class SubscriptionView(BaseModel):
+class SubscriptionView(Model):
     user_id: str
     plan_id: str
     custom_limits: dict[str, Any]
@@ -168,7 +169,7 @@ class SubscriptionView(BaseModel):
     updated_at: str
 
 
-class AccountView(BaseModel):
+class AccountView(Model):
     account_id: str
     name: str
     plan_id: str
@@ -178,19 +179,19 @@ class AccountView(BaseModel):
     updated_at: str
 
 
-class SettingsView(BaseModel):
+class SettingsView(Model):
     tenant_id: str
     default_plan_id: str | None
-    allowed_origins: list[str] = []  # browser origins the widget may call usage from (CORS)
+    allowed_origins: list[str] = Field(default_factory=list)  # browser origins the widget may call usage from (CORS)
 
 
-class TenantCreatedView(BaseModel):
+class TenantCreatedView(Model):
     tenant_id: str
     secret_key: str
     publishable_key: str
 
 
-class KeyCreatedView(BaseModel):
+class KeyCreatedView(Model):
     key: str
     key_id: str
     kind: str
