@@ -93,6 +93,7 @@ class EntryView(BaseModel):
     delta_credits: int
     delta_quota: int
     ref: str | None
+    properties: dict[str, Any] | None = None
 
 
 class LedgerView(BaseModel):

@@ -158,4 +158,5 @@ def entry_from(item: Item) -> LedgerEntry:
         delta_credits=item["dc"],
         delta_quota=item["dq"],
         ref=item.get("ref"),
+        properties=item.get("properties"),
     )
