@@ -13,9 +13,7 @@ from typing import Any
 
 import pytest
 from anthropic.types import Usage as AnthropicUsage
-from anthropic.types.beta import BetaUsage
 from google.genai.types import GenerateContentResponseUsageMetadata as GenaiUsageMetadata
-from google.genai.types import UsageMetadata as GenaiLiveUsageMetadata
 from hypothesis import given
 from hypothesis import strategies as st
 from mistralai.client.models import UsageInfo as MistralUsageInfo
@@ -44,7 +42,7 @@ CASES = [
     (from_openai, "openai_chat_cached", "usage", OpenAICompletionUsage, "gpt-4o", (86, 300, 1920), 2306),
     (from_openai, "openai_chat_no_details", "usage", OpenAICompletionUsage, "gpt-4o-mini", (13, 7, 0), 20),
     (from_openai, "openai_responses_reasoning", "usage", OpenAIResponseUsage, "o4-mini", (1024, 812, 4096), 5932),
-    (from_anthropic, "anthropic_cache_write", "usage", AnthropicUsage, "claude-sonnet-4-5", (21, 393, 0, 188_086), None),
+    (from_anthropic, "anthropic_cache_write", "usage", AnthropicUsage, "claude-sonnet-4-5", (21, 393, 0, 188086), None),
     (from_anthropic, "anthropic_cache_read", "usage", AnthropicUsage, "claude-sonnet-4-5", (21, 393, 188_086), None),
     (from_anthropic, "anthropic_no_cache_fields", "usage", AnthropicUsage, "claude-haiku-4-5", (2095, 503, 0), None),
     (from_gemini, "gemini_thinking", "usageMetadata", GenaiUsageMetadata, "gemini-2.5-flash", (20, 603, 0), 623),
@@ -86,7 +84,7 @@ def test_an_adapter_reads_the_http_json_and_the_sdk_object_alike(
 
     assert from_json == ModelUsage(model, *counts)
     assert from_object == from_json
-    if total is not None:  # the provider's own total: the three counts neither overlap nor miss anything
+    if total:  # the provider's own total: the three counts neither overlap nor miss anything
         assert from_json.total_tokens == total
 
 

@@ -28,6 +28,7 @@ CATALOG_FIELDS: dict[PriceClass, str] = {
     "cache_write_1h": "cache_creation_input_token_cost_above_1hr",
 }
 EXACT = Context(prec=100, traps=[Inexact, Overflow])  # an arithmetic step that would round raises instead
+IMPORT_MODELS_MAX = 25  # entries in one import request (each is up to two DynamoDB calls); clients send chunks
 DOCUMENTATION_ENTRY = "sample_spec"  # the map's first entry describes its fields; it is no model
 
 

@@ -8,14 +8,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from quotaflow.ledger.errors import InvalidRequest
-from quotaflow.ledger.price_catalog import Skipped, catalog_price
+from quotaflow.ledger.price_catalog import IMPORT_MODELS_MAX, Skipped, catalog_price
 from quotaflow.services import pricing
 from quotaflow.services.idempotency import IdempotencyClaim
 from quotaflow.services.scope import Scope
 from quotaflow.store import keys
 from quotaflow.store.table import ConditionFailed
-
-IMPORT_MODELS_MAX = 500  # entries in one request (each is up to two DynamoDB calls); the CLI sends chunks
 
 
 class SkippedView(BaseModel):
