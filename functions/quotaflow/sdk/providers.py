@@ -175,6 +175,30 @@ def from_mistral(usage: Any, model: str) -> ModelUsage:
     return ModelUsage(model, _uncached(prompt, cached, "Mistral"), _count(usage, "completion_tokens"), cached)
 
 
+def from_bedrock(usage: Any, model: str) -> ModelUsage:
+    """Bedrock Converse's `usage` (`TokenUsage` in botocore's bedrock-runtime service model): `inputTokens` (the
+    prompt not read from or written to the cache), `cacheReadInputTokens`, `cacheWriteInputTokens` (split by
+    `cacheDetails`, each `{"ttl": "5m"|"1h", "inputTokens"}`) and `outputTokens`, disjoint as with Anthropic."""
+    if _value(usage, "inputTokens") is None or _value(usage, "outputTokens") is None:
+        raise UnrecognizedUsage(f"not a Bedrock usage (no inputTokens and outputTokens): {usage!r}")
+    written = _count(usage, "cacheWriteInputTokens")
+    written_1h = sum(
+        _count(detail, "inputTokens")
+        for detail in (_value(usage, "cacheDetails") or ())
+        if _value(detail, "ttl") == "1h"
+    )
+    if written_1h > written:
+        raise UnrecognizedUsage(f"Bedrock usage: {written_1h} 1-hour cache writes of {written} in all")
+    return ModelUsage(
+        model,
+        input_tokens=_count(usage, "inputTokens"),
+        output_tokens=_count(usage, "outputTokens"),
+        cached_input_tokens=_count(usage, "cacheReadInputTokens"),
+        cache_write_tokens=written - written_1h,
+        cache_write_1h_tokens=written_1h,
+    )
+
+
 # --- reading dicts and objects alike -------------------------------------------------------------------
 
 
