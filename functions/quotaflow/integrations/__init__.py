@@ -55,7 +55,7 @@ def meter(
         on_unavailable=on_unavailable,
         output_tokens_default=output_tokens_default,
         count_tokens=count_tokens,
-        backlog=backlog or Backlog(qf.connection),
+        backlog=backlog if backlog is not None else Backlog(qf.connection),
     )
     return _wrap(client, qf, settings)
 
