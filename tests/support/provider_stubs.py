@@ -4,7 +4,8 @@
   chunk only when asked with `stream_options.include_usage`), then `data: [DONE]`.
 - Anthropic: `POST /v1/messages`, JSON or SSE events `message_start` ... `content_block_delta` ... `message_delta`
   (usage) ... `message_stop`.
-- Gemini: `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse` (SSE of responses).
+- Gemini: `POST /v1/models/{model}:generateContent` (or `/v1beta/...`) and `:streamGenerateContent?alt=sse` (SSE of
+  responses).
 - Bedrock: `POST /model/{modelId}/converse` (JSON) and `/converse-stream` (AWS's binary event-stream framing:
   prelude with total and header lengths and its CRC32, string headers, JSON payload, message CRC32).
 
@@ -251,7 +252,7 @@ def answer(path: str, body: dict[str, Any]) -> tuple[dict[str, Any] | Iterator[b
         return openai_responses(body), "text/event-stream"
     if path == "/v1/messages":
         return anthropic_messages(body), "text/event-stream"
-    if path.startswith("/v1beta/models/"):
+    if path.startswith(("/v1/models/", "/v1beta/models/")):
         return gemini(path, body), "text/event-stream"
     if path.startswith("/model/"):
         return bedrock(path, body), "application/vnd.amazon.eventstream"
