@@ -43,12 +43,26 @@ def meter(
     makes the call and records its usage later, with the same Idempotency-Key, from `backlog` (a bounded queue; one
     is made per wrapped client unless given). `count_tokens` counts a prompt's tokens (a tokenizer); without it the
     prompt is estimated at one token per 3 bytes of its JSON."""
+    settings = settings_for(qf, user_id, meters, on_unavailable, output_tokens_default, count_tokens, backlog)
+    return _wrap(client, qf, settings)
+
+
+def settings_for(
+    qf: Client | AsyncClient,
+    user_id: str,
+    meters: Mapping[str, str] | None,
+    on_unavailable: OnUnavailable,
+    output_tokens_default: int,
+    count_tokens: Callable[[str], int] | None,
+    backlog: Backlog | None,
+) -> Settings:
+    """The checked settings of one wrapped client (or of the LiteLLM callback)."""
     roles = dict(DEFAULT_METERS if meters is None else meters)
     if not roles or not set(roles) <= METER_ROLES:
         raise ValueError(f"meters maps some of {sorted(METER_ROLES)} to meter names, not {roles!r}")
     if on_unavailable not in ("block", "allow"):
         raise ValueError(f"on_unavailable is 'block' or 'allow', not {on_unavailable!r}")
-    settings = Settings(
+    return Settings(
         user_id=user_id,
         tokens_meter=roles.get("tokens"),
         cents_meter=roles.get("cents"),
@@ -57,7 +71,6 @@ def meter(
         count_tokens=count_tokens,
         backlog=backlog if backlog is not None else Backlog(qf.connection),
     )
-    return _wrap(client, qf, settings)
 
 
 def _wrap(client: Any, qf: Client | AsyncClient, settings: Settings) -> Any:

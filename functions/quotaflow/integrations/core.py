@@ -7,6 +7,7 @@ settling and streaming live here once, in a blocking and an asyncio flavour that
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ BYTES_PER_TOKEN_ESTIMATE = 3  # conservative: English runs ~4 bytes a token, CJK
 HOLD_TTL_SECONDS = 900
 UNREACHABLE = (ConnectionFailed, ServerError, Unavailable, Throttled)  # after the client's own retries
 log = logging.getLogger("quotaflow.integrations")
+_settling: set[asyncio.Task[None]] = set()  # settlements of dropped async streams, kept alive until done
 
 
 def estimate_tokens(value: Any, count_tokens: Callable[[str], int] | None = None) -> int:
@@ -291,8 +293,12 @@ class MeteredStream:
         self.close()
 
     def __del__(self) -> None:
-        if not self._hold.ended:  # dropped unread: still never a pending hold
+        if self._hold.ended:
+            return
+        try:  # dropped unread: still never a pending hold
             self.settle()
+        except Exception:  # a finalizer cannot raise; the hold then expires (its TTL) and is refunded
+            log.exception("quotaflow: settling a stream dropped unread failed")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -416,6 +422,16 @@ class AsyncMeteredStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def __del__(self) -> None:
+        if self._hold.ended:
+            return
+        try:  # dropped unread: settle on the loop still running, else the hold expires (its TTL) and is refunded
+            task = asyncio.get_running_loop().create_task(self.settle())
+            _settling.add(task)
+            task.add_done_callback(_settling.discard)
+        except RuntimeError:
+            log.warning("quotaflow: a stream dropped unread outside an event loop; its hold expires unsettled")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
