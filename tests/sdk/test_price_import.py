@@ -75,12 +75,14 @@ def test_imported_cache_write_prices_bill_anthropic_cache_writes(qf: Client) -> 
         (b'{"m": {"input_cost_per_token": NaN}}', "body"),
         (b'[{"m": 1}]', "body"),
         (b'{"m": ', "body"),
+        (b"[" * 30_000 + b"]" * 30_000, "body"),
+        (b'{"m": ' * 8_000 + b"1" + b"}" * 8_000, "body"),
     ],
 )
 def test_a_body_that_is_no_cost_map_is_a_400_that_changes_nothing(
     server: LocalServer, tenant: TenantCreated, qf: Client, body: bytes, field: str
 ) -> None:
-    response = post_import(server, tenant, body)
+    response = post_import(server, tenant, body, **{"Idempotency-Key": "bad-body"})
     assert response.status_code == 400
     assert response.json()["error"]["details"]["field"] == field
     assert qf.list_prices() == []

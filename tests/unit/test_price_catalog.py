@@ -64,6 +64,10 @@ def test_an_embedding_model_without_an_output_price_costs_nothing_for_output() -
         ("m", '{"input_cost_per_token": -1e-06}', "not a price"),
         ("m", '{"input_cost_per_token": 1.2345e-12}', "millicents"),
         ("m", '{"input_cost_per_token": true}', "not a number"),
+        ("m", '{"input_cost_per_token": 1e999990}', "too large"),
+        ("m", '{"input_cost_per_token": 1e999999}', "not exactly representable"),
+        ("m", '{"input_cost_per_token": 1e-999999}', "millicents"),
+        ("m", '{"input_cost_per_token": {"value": 1}}', "not a number"),
         ("m", '"free"', "not an object"),
     ],
 )

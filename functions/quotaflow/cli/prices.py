@@ -42,6 +42,8 @@ def read_catalog(path: Path) -> dict[str, Any]:
         catalog = json.loads(text, parse_float=Decimal, parse_constant=refuse_constant)
     except ValueError as error:
         raise CommandFailed(f"{path} is not JSON: {error}") from None
+    except RecursionError:
+        raise CommandFailed(f"{path} nests too deeply to be a cost map") from None
     if not isinstance(catalog, dict):
         raise CommandFailed(f"{path} is not a cost map (a JSON object of models)")
     return catalog

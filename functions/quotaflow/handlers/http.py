@@ -166,6 +166,8 @@ def exact_json_object(text: str) -> dict[str, Any]:
         value = json.loads(text, parse_float=Decimal, parse_constant=refuse_constant)
     except ValueError as error:
         raise errors.InvalidRequest(f"the body is not valid JSON: {error}", field="body") from None
+    except RecursionError:
+        raise errors.InvalidRequest("the body nests too deeply", field="body") from None
     if not isinstance(value, dict):
         raise errors.InvalidRequest("the body must be a JSON object", field="body")
     return value

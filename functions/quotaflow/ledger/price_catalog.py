@@ -77,9 +77,8 @@ def _per_million(usd_per_token: Any) -> tuple[str, int] | str:
                 per_million = price * per_usd * TOKENS_PER_MILLION
         except (Inexact, Overflow):
             return f"not exactly representable: {usd_per_token}"
+        if per_million > MAX_AMOUNT:
+            return f"too large: {usd_per_token}"
         if per_million == per_million.to_integral_value():
-            amount = int(per_million)
-            if amount > MAX_AMOUNT:
-                return f"too large: {usd_per_token}"
-            return unit, amount
+            return unit, int(per_million)
     return f"{usd_per_token} USD per token is not a whole number of millicents per million tokens"
