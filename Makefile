@@ -51,6 +51,13 @@ browser:
 
 test: install ddb-local infra-deps browser lint
 	$(BIN)/python -m pytest
+	$(MAKE) test-js
+
+# The JavaScript client (clients/js/): built, type-checked and tested against `quotaflow serve`. No Node: it fails.
+.PHONY: test-js
+test-js: install
+	@command -v npm >/dev/null 2>&1 || { echo "test-js: Node.js (>= 18) and npm are required" >&2; exit 1; }
+	cd clients/js && npm ci --no-audit --no-fund && npm run build && npm test
 
 test-unit: install
 	$(BIN)/python -m pytest -m unit

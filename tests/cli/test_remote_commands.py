@@ -99,3 +99,22 @@ def test_url_flag_wins_over_the_environment(
     monkeypatch.setenv("QUOTAFLOW_URL", "http://127.0.0.1:9")
     assert main(["verify", "--url", server.url, "--api-key", tenant.secret_key]) == 0
     assert capsys.readouterr().out.startswith("ok:")
+
+
+def test_reservation_shows_the_hold_and_its_steps(
+    server: LocalServer, tenant: TenantCreated, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client(api_key=tenant.secret_key, base_url=server.url) as qf:
+        qf.put_plan("plan_paygo", "Pay as you go", {"tokens": {"label": "Tokens", "quota": 10_000, "period": "none"}})
+        qf.upsert_subscription("u1", "plan_paygo")
+        run = qf.run("u1", {"tokens": 5000})
+        run.draw({"tokens": 1200}, {"step": "search"})
+        run.draw({"tokens": 300}, {"step": "answer"})
+    assert main(["reservation", run.id, "--api-key", tenant.secret_key]) == 0
+    out = capsys.readouterr().out
+    assert f"reservation {run.id} of user u1: pending" in out
+    assert "tokens 5000" in out and "tokens 1500" in out and "tokens 3500" in out
+    assert "2 steps" in out and "'step': 'search'" in out and "'step': 'answer'" in out
+    assert main(["reservation", run.id, "--api-key", tenant.secret_key, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["lines"][0]["amount"] for s in shown["steps"]] == [1200, 300]

@@ -1,5 +1,6 @@
-"""The README's Python SDK snippets run as written: the quick start (tests/sdk/quickstart.py) and model prices with a
-provider adapter in the reserve -> call -> commit pattern (tests/sdk/quickstart_prices.py), pasted as is."""
+"""The README's Python SDK snippets run as written: the quick start (tests/sdk/quickstart.py), model prices with a
+provider adapter in the reserve -> call -> commit pattern (tests/sdk/quickstart_prices.py) and an agent run on one
+budget (tests/sdk/quickstart_runs.py), pasted as is."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from quotaflow.sdk import TenantCreated
 pytestmark = pytest.mark.unit
 QUICKSTART = Path(__file__).with_name("quickstart.py")
 QUICKSTART_PRICES = Path(__file__).with_name("quickstart_prices.py")
+QUICKSTART_RUNS = Path(__file__).with_name("quickstart_runs.py")
 
 
 def run_snippet(snippet: Path, server: LocalServer, tenant: TenantCreated) -> list[str]:
@@ -37,7 +39,20 @@ def test_the_prices_snippet_runs_as_written_and_prints_what_its_comments_say(
     assert run_snippet(QUICKSTART_PRICES, server, tenant) == ["16000 10", "13500 495"]
 
 
-@pytest.mark.parametrize(("marker", "snippet"), [("sdk-quickstart", QUICKSTART), ("sdk-prices", QUICKSTART_PRICES)])
+def test_the_agent_run_snippet_runs_as_written(server: LocalServer, tenant: TenantCreated) -> None:
+    assert run_snippet(QUICKSTART_RUNS, server, tenant) == [
+        "plan 10500",
+        "search 4500",
+        "answer 2000",
+        "90000",
+        "['plan', 'search', 'answer']",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("marker", "snippet"),
+    [("sdk-quickstart", QUICKSTART), ("sdk-prices", QUICKSTART_PRICES), ("sdk-runs", QUICKSTART_RUNS)],
+)
 def test_the_readme_shows_the_snippets_that_run(marker: str, snippet: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     shown = readme.split(f"<!-- {marker}:start -->\n```python\n", 1)[1].split("```\n<!-- ", 1)[0]

@@ -4,6 +4,7 @@ checking the invariants after every step. Runs on moto in the default suite and 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,9 +14,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
 
-from quotaflow.ledger.errors import Conflict, InsufficientQuota, ReservationExpired, ReservationNotPending
+from quotaflow.ledger.errors import (
+    Conflict,
+    InsufficientQuota,
+    InvalidRequest,
+    ReservationExpired,
+    ReservationNotPending,
+)
 from quotaflow.ledger.plans import Limit, LimitOverride, Plan
-from quotaflow.services import credits, metering, plans
+from quotaflow.ledger.runs import LIFETIME_MAX
+from quotaflow.services import credits, metering, plans, runs
 from quotaflow.store.table import Store
 from tests.conftest import Clock
 from tests.store.helpers import Tenant, lines
@@ -56,7 +64,8 @@ class ModelCounter:
 class ModelReservation:
     rid: str
     meter: str
-    amount: int
+    held: int  # what is left of the hold: creation plus increases, less draws
+    created_at: datetime
     expires_at: datetime
 
 
@@ -97,7 +106,7 @@ class Metering(RuleBasedStateMachine):
             (r for r in self.pending.values() if self.clock.now >= r.expires_at), key=lambda r: (r.expires_at, r.rid)
         )[: metering.RECLAIM_PER_WRITE_MAX]
         for reservation in overdue:
-            self.counter(reservation.meter).reserved -= reservation.amount
+            self.counter(reservation.meter).reserved -= reservation.held
             del self.pending[reservation.rid]
             self.expired.add(reservation.rid)
         return self.fits(meter, amount)
@@ -113,7 +122,7 @@ class Metering(RuleBasedStateMachine):
         assert fits
         self.counter(meter).reserved += amount
         self.pending[held.reservation_id] = ModelReservation(
-            held.reservation_id, meter, amount, self.clock.now + timedelta(seconds=TTL_SECONDS)
+            held.reservation_id, meter, amount, self.clock.now, self.clock.now + timedelta(seconds=TTL_SECONDS)
         )
         return held.reservation_id
 
@@ -136,13 +145,13 @@ class Metering(RuleBasedStateMachine):
                 assert rid in self.expired
                 return
             assert self.clock.now >= reservation.expires_at
-            self.counter(reservation.meter).reserved -= reservation.amount
+            self.counter(reservation.meter).reserved -= reservation.held
             del self.pending[rid]
             self.expired.add(rid)
             return
         assert reservation is not None and self.clock.now < reservation.expires_at
         counter = self.counter(reservation.meter)
-        counter.reserved -= reservation.amount
+        counter.reserved -= reservation.held
         counter.used += actual if action == "commit" else 0
         del self.pending[rid]
 
@@ -157,6 +166,68 @@ class Metering(RuleBasedStateMachine):
     @rule(rid=reservations)
     def end_again(self, rid: str | None) -> None:
         self._end(rid, "release", 0)
+
+    def _on_run(self, rid: str | None, write: Callable[[], object]) -> ModelReservation | None:
+        """Do a run's write on `rid`; the model reservation when the write should have landed."""
+        if rid is None:
+            return None
+        reservation = self.pending.get(rid)
+        try:
+            write()
+        except ReservationNotPending:
+            assert reservation is None and rid not in self.expired
+            return None
+        except ReservationExpired:
+            if reservation is not None:
+                assert self.clock.now >= reservation.expires_at
+                self.counter(reservation.meter).reserved -= reservation.held
+                del self.pending[rid]
+                self.expired.add(rid)
+            else:
+                assert rid in self.expired
+            return None
+        assert reservation is not None and self.clock.now < reservation.expires_at
+        return reservation
+
+    @rule(rid=reservations, actual=amounts)
+    def draw(self, rid: str | None, actual: int) -> None:
+        meter = self.pending[rid].meter if rid in self.pending else "tokens"
+        reservation = self._on_run(rid, lambda: runs.draw(self.tenant.scope, rid, lines(**{meter: actual}), None))
+        if reservation is not None:
+            from_hold = min(actual, reservation.held)
+            reservation.held -= from_hold
+            self.counter(meter).reserved -= from_hold
+            self.counter(meter).used += actual
+
+    @rule(rid=reservations, more=amounts)
+    def increase(self, rid: str | None, more: int) -> None:
+        reservation = self.pending.get(rid) if rid else None
+        if reservation is None or self.clock.now >= reservation.expires_at:
+            self._on_run(rid, lambda: runs.increase(self.tenant.scope, rid, lines(tokens=more), None))
+            return
+        fits = self.fits_after_reclaim(reservation.meter, more)
+        try:
+            runs.increase(self.tenant.scope, rid, lines(**{reservation.meter: more}), None)
+        except InsufficientQuota:
+            assert not fits
+            return
+        assert fits
+        reservation.held += more
+        self.counter(reservation.meter).reserved += more
+
+    @rule(rid=reservations, ttl_seconds=st.sampled_from([60, 3600, 86_400]))
+    def extend(self, rid: str | None, ttl_seconds: int) -> None:
+        reservation = self.pending.get(rid) if rid else None
+        deadline = self.clock.now + timedelta(seconds=ttl_seconds)
+        too_late = reservation is not None and deadline > reservation.created_at + LIFETIME_MAX
+        try:
+            landed = self._on_run(rid, lambda: runs.extend(self.tenant.scope, rid, ttl_seconds, None))
+        except InvalidRequest:
+            assert too_late
+            return
+        assert not (landed and too_late)
+        if landed is not None:
+            landed.expires_at = deadline
 
     @rule(meter=meters, amount=amounts)
     def track(self, meter: str, amount: int) -> None:
@@ -205,7 +276,7 @@ class Metering(RuleBasedStateMachine):
                 stored = metering.get_reservation(self.tenant.scope, rid)
                 assert metering.expire(self.tenant.scope, stored) is True
                 assert metering.expire(self.tenant.scope, stored) is False
-                self.counter(reservation.meter).reserved -= reservation.amount
+                self.counter(reservation.meter).reserved -= reservation.held
                 del self.pending[rid]
                 self.expired.add(rid)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 
 from quotaflow.cli.output import CommandFailed, Subparsers, plural, print_json, table
 from quotaflow.sdk import Client, models
 
 URL_DEFAULT = "http://127.0.0.1:8080"  # where `quotaflow serve` listens
+STEP_PAGES_MAX = 100  # 10,000 steps shown at most
 
 
 def connection_flags(*, admin: bool) -> argparse.ArgumentParser:
@@ -143,6 +145,36 @@ def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _lines_text(lines: list[models.Line]) -> str:
+    return ", ".join(f"{line.meter} {line.amount}" for line in lines) or "-"
+
+
+def _reservation(args: argparse.Namespace) -> int:
+    with connect(args) as qf:
+        info = qf.get_reservation(args.reservation_id)
+        steps = list(_all_steps(qf, args.reservation_id))
+    if args.json:
+        print_json({"reservation": info.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]})
+        return 0
+    print(f"reservation {info.reservation_id} of user {info.user_id}: {info.status}, expires {info.expires_at}")
+    holds = [_lines_text(info.lines), _lines_text(info.drawn), _lines_text(info.held)]
+    print(table(["held in all", "drawn", "left of the hold"], [holds]))
+    rows = [[s.at, _lines_text(s.lines), _lines_text(s.overage), s.properties] for s in steps]
+    print(f"{plural(len(steps), 'step')}:")
+    print(table(["at", "drawn", "overage", "properties"], rows))
+    return 0
+
+
+def _all_steps(qf: Client, reservation_id: str) -> Iterator[models.Step]:
+    cursor: str | None = None
+    for _ in range(STEP_PAGES_MAX):
+        page = qf.get_steps(reservation_id, cursor=cursor)
+        yield from page.steps
+        cursor = page.next_cursor
+        if cursor is None:
+            return
+
+
 def add_tenant_commands(commands: Subparsers) -> None:
     flags = connection_flags(admin=False)
     usage = commands.add_parser(
@@ -163,3 +195,12 @@ def add_tenant_commands(commands: Subparsers) -> None:
     )
     verify.add_argument("user_id", metavar="USER", nargs="?", help="one user (default: every user of the tenant)")
     verify.set_defaults(run=_verify)
+    reservation = commands.add_parser(
+        "reservation",
+        parents=[flags],
+        help="show a reservation and the steps drawn on it",
+        description="Show a reservation: its status and deadline, what it held, drew and has left, and each "
+        "step drawn on it (an agent run's draws, with their properties).",
+    )
+    reservation.add_argument("reservation_id", metavar="RESERVATION_ID")
+    reservation.set_defaults(run=_reservation)

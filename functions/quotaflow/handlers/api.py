@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from quotaflow import __version__
-from quotaflow.handlers import schemas, web  # noqa: F401  (web registers the browser routes)
+from quotaflow.handlers import runs, schemas, web  # noqa: F401  (runs and web register their routes)
 from quotaflow.handlers.http import (
     access,
     admin_scope,
@@ -315,7 +315,7 @@ def reserve(body: Annotated[schemas.ReserveBody, Body()]) -> Response[Reservatio
 def commit(reservation_id: str, body: Annotated[schemas.CommitBody, Body()]) -> CommitView:
     scope = tenant_scope()
     rid = path_id(reservation_id, "reservation_id")
-    lines, priced = pricing.resolve_lines(scope, _priced(body.lines))
+    lines, priced = pricing.resolve_lines(scope, [line.priced() for line in body.lines])
     properties = {**body.properties, **({"pricing": priced} if priced else {})}
     return metering.commit(scope, rid, lines, idempotency_claim(200), properties or None)
 
@@ -345,18 +345,9 @@ def get_reservation(reservation_id: str) -> ReservationView:
 @access("secret")
 def track(body: Annotated[schemas.EventBody, Body()]) -> Response[EventView]:
     scope = tenant_scope()
-    lines, priced = pricing.resolve_lines(scope, _priced(body.lines))
+    lines, priced = pricing.resolve_lines(scope, [line.priced() for line in body.lines])
     properties = {**body.properties, **({"pricing": priced} if priced else {})}
     return _created(metering.track(scope, body.user_id, lines, properties or None, idempotency_claim(201)))
-
-
-def _priced(lines: list[schemas.UsageLine]) -> list[pricing.PricedLine]:
-    return [
-        pricing.PricedLine(
-            meter=line.meter, amount=line.amount, from_model=line.from_model.model_dump() if line.from_model else None
-        )
-        for line in lines
-    ]
 
 
 @app.post(

@@ -11,6 +11,7 @@ from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, M
 from quotaflow.ledger.plans import Label, Limit, LimitOverride, StripePlanSettings
 from quotaflow.ledger.prices import ModelName
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
+from quotaflow.services.pricing import PricedLine
 
 PROPERTIES_MAX = 32
 USER_TOKEN_TTL_MAX = 86_400
@@ -102,6 +103,11 @@ class UsageLine(Body):
             raise ValueError("give either amount or from_model")
         return self
 
+    def priced(self) -> PricedLine:
+        return PricedLine(
+            meter=self.meter, amount=self.amount, from_model=self.from_model.model_dump() if self.from_model else None
+        )
+
 
 class UsageLines(Body):
     lines: list[UsageLine] = Field(min_length=1, max_length=LINES_MAX)
@@ -119,6 +125,20 @@ class CommitBody(Body):
 class EventBody(UsageLines):
     user_id: EntityId
     properties: dict[PropertyKey, PropertyValue] = Field(default={}, max_length=PROPERTIES_MAX)
+
+
+class DrawBody(UsageLines):
+    """Usage of one step of a run, drawn on the reservation's hold; `properties` name the step."""
+
+    properties: dict[PropertyKey, PropertyValue] = Field(default={}, max_length=PROPERTIES_MAX)
+
+
+class IncreaseBody(Lines):
+    pass
+
+
+class ExtendBody(Body):
+    ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=TTL_SECONDS_MAX)]
 
 
 class QuoteRun(FromModel):

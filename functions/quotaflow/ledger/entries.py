@@ -16,6 +16,8 @@ EntryKind = Literal[
     "grant_expire",
     "quota_change",
     "carryover",
+    "draw",
+    "increase",
 ]
 
 

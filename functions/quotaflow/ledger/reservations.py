@@ -1,4 +1,8 @@
-"""Reservations: pending holds on one or more meters that end exactly once."""
+"""Reservations: pending holds on one or more meters that end exactly once.
+
+A hold may be drawn on many times before it ends (agent steps, long streams), increased and extended; `held`
+is what is left of it, `drawn` the running total of what was drawn, and `version` counts those changes so that
+an ending (or a draw) computed from one state of the hold lands only on that state."""
 
 from __future__ import annotations
 
@@ -19,10 +23,13 @@ TTL_SECONDS_MAX = 86_400
 class Reservation:
     reservation_id: str
     user_id: str
-    lines: tuple[Line, ...]
+    lines: tuple[Line, ...]  # held at creation plus increases
     status: ReservationStatus
     created_at: datetime
     expires_at: datetime
+    held: tuple[Line, ...]  # what is left of the hold
+    drawn: tuple[Line, ...] = ()  # running totals of draws, per meter
+    version: int = 0  # draws and increases so far
 
     def status_at(self, now: datetime) -> ReservationStatus:
         """A pending reservation past its expiry is expired, whether or not anything has reclaimed it yet."""

@@ -30,6 +30,7 @@ from quotaflow.sdk.models import (
     CommitResult,
     Counter,
     CreditGrant,
+    DrawResult,
     EventRecorded,
     KeyCreated,
     LedgerEntry,
@@ -46,6 +47,8 @@ from quotaflow.sdk.models import (
     RefundRecorded,
     ReleaseResult,
     ReservationInfo,
+    Step,
+    StepsPage,
     Subscription,
     TenantCreated,
     TenantSettings,
@@ -65,10 +68,12 @@ from quotaflow.sdk.providers import (
 )
 from quotaflow.sdk.reservation import AsyncReservation, PendingReservation, Reservation
 from quotaflow.sdk.retry import RetryPolicy
+from quotaflow.sdk.run import AsyncRun, Run
 
 __all__ = [
     "AsyncClient",
     "AsyncReservation",
+    "AsyncRun",
     "CanUse",
     "CanUseLines",
     "Client",
@@ -77,6 +82,7 @@ __all__ = [
     "ConnectionFailed",
     "Counter",
     "CreditGrant",
+    "DrawResult",
     "EventRecorded",
     "Forbidden",
     "IdempotencyKeyReused",
@@ -107,7 +113,10 @@ __all__ = [
     "ReservationInfo",
     "ReservationNotPending",
     "RetryPolicy",
+    "Run",
     "ServerError",
+    "Step",
+    "StepsPage",
     "Subscription",
     "TenantCreated",
     "TenantSettings",

@@ -11,10 +11,11 @@ import httpx
 
 from quotaflow.sdk import calls, models
 from quotaflow.sdk.calls import Amounts, Call, LimitInput, Lines, QuoteRunInput
-from quotaflow.sdk.client import LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGES_MAX_DEFAULT
+from quotaflow.sdk.client import LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGES_MAX_DEFAULT, TTL_SECONDS_DEFAULT
 from quotaflow.sdk.errors import PageLimitReached
 from quotaflow.sdk.reservation import AsyncReservation, PendingReservation
 from quotaflow.sdk.retry import Outcome, RetryPolicy
+from quotaflow.sdk.run import AsyncRun
 from quotaflow.sdk.transport import (
     TIMEOUT_SECONDS_DEFAULT,
     Connection,
@@ -86,7 +87,7 @@ class AsyncClient:
 
     def reserve(
         self, user_id: str, lines: Amounts, *, ttl_seconds: int | None = None, idempotency_key: str | None = None
-    ) -> PendingReservation:
+    ) -> PendingReservation[AsyncReservation]:
         """`async with qf.reserve(...) as r:` (released unless committed), or `r = await qf.reserve(...)`."""
         key = idempotency_key or new_idempotency_key()
 
@@ -95,6 +96,25 @@ class AsyncClient:
             return AsyncReservation(self._send, info, key)
 
         return PendingReservation(open_reservation)
+
+    def run(
+        self,
+        user_id: str,
+        lines: Amounts,
+        *,
+        ttl_seconds: int = TTL_SECONDS_DEFAULT,
+        heartbeat_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> PendingReservation[AsyncRun]:
+        """`async with qf.run("u1", {"tokens": 50_000}) as run: await run.draw(...)`: finished when the block ends
+        (released on an exception); with `heartbeat_seconds`, a task extends the hold that often."""
+        key = idempotency_key or new_idempotency_key()
+
+        async def open_run() -> AsyncRun:
+            info = await self._send(calls.reserve(user_id, lines, ttl_seconds), key)
+            return AsyncRun(self._send, info, key, ttl_seconds=ttl_seconds, heartbeat_seconds=heartbeat_seconds)
+
+        return PendingReservation(open_run)
 
     async def commit(
         self, reservation_id: str, lines: Lines | None = None, *, idempotency_key: str | None = None
@@ -106,6 +126,9 @@ class AsyncClient:
 
     async def get_reservation(self, reservation_id: str) -> models.ReservationInfo:
         return await self._send(calls.get_reservation(reservation_id))
+
+    async def get_steps(self, reservation_id: str, *, limit: int = 100, cursor: str | None = None) -> models.StepsPage:
+        return await self._send(calls.steps(reservation_id, limit, cursor))
 
     # --- direct usage, refunds, credits ----------------------------------------------------------------
 

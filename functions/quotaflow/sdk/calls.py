@@ -180,6 +180,28 @@ def get_reservation(reservation_id: str) -> Call[models.ReservationInfo]:
     return Call("GET", path, models.ReservationInfo.model_validate)
 
 
+def draw(reservation_id: str, lines: Lines, properties: Mapping[str, Any] | None) -> Call[models.DrawResult]:
+    path = f"/v1/reservations/{_segment(reservation_id)}/draw"
+    body = _without_none({"lines": _lines(lines), "properties": properties})
+    return Call("POST", path, models.DrawResult.model_validate, body)
+
+
+def increase(reservation_id: str, lines: Amounts) -> Call[models.ReservationInfo]:
+    path = f"/v1/reservations/{_segment(reservation_id)}/increase"
+    return Call("POST", path, models.ReservationInfo.model_validate, {"lines": _lines(lines)})
+
+
+def extend(reservation_id: str, ttl_seconds: int) -> Call[models.ReservationInfo]:
+    path = f"/v1/reservations/{_segment(reservation_id)}/extend"
+    return Call("POST", path, models.ReservationInfo.model_validate, {"ttl_seconds": ttl_seconds})
+
+
+def steps(reservation_id: str, limit: int, cursor: str | None) -> Call[models.StepsPage]:
+    params: dict[str, str | int] = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
+    path = f"/v1/reservations/{_segment(reservation_id)}/steps"
+    return Call("GET", path, models.StepsPage.model_validate, params=params)
+
+
 # --- direct usage, refunds, credits, ledger, verify, tokens ----------------------------------------------
 
 

@@ -15,6 +15,7 @@ from quotaflow.sdk.calls import Amounts, Call, LimitInput, Lines, QuoteRunInput
 from quotaflow.sdk.errors import PageLimitReached
 from quotaflow.sdk.reservation import Reservation
 from quotaflow.sdk.retry import Outcome, RetryPolicy
+from quotaflow.sdk.run import Run
 from quotaflow.sdk.transport import (
     TIMEOUT_SECONDS_DEFAULT,
     Connection,
@@ -26,6 +27,7 @@ from quotaflow.sdk.transport import (
 T = TypeVar("T")
 LEDGER_PAGE_SIZE_DEFAULT = 200  # the server's maximum page
 LEDGER_PAGES_MAX_DEFAULT = 1000
+TTL_SECONDS_DEFAULT = 900  # the server's default hold; a run's heartbeat extends by the run's own ttl
 
 
 class Client:
@@ -101,6 +103,22 @@ class Client:
         info = self._send(calls.reserve(user_id, lines, ttl_seconds), key)
         return Reservation(self._send, info, key)
 
+    def run(
+        self,
+        user_id: str,
+        lines: Amounts,
+        *,
+        ttl_seconds: int = TTL_SECONDS_DEFAULT,
+        heartbeat_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Run:
+        """Hold a budget for a whole agent run: `with qf.run("u1", {"tokens": 50_000}) as run: run.draw(...)`.
+        Leaving the block finishes the run (the rest comes back); an exception releases it. With
+        `heartbeat_seconds`, a background thread extends the hold by `ttl_seconds` that often."""
+        key = idempotency_key or new_idempotency_key()
+        info = self._send(calls.reserve(user_id, lines, ttl_seconds), key)
+        return Run(self._send, info, key, ttl_seconds=ttl_seconds, heartbeat_seconds=heartbeat_seconds)
+
     def commit(
         self, reservation_id: str, lines: Lines | None = None, *, idempotency_key: str | None = None
     ) -> models.CommitResult:
@@ -111,6 +129,10 @@ class Client:
 
     def get_reservation(self, reservation_id: str) -> models.ReservationInfo:
         return self._send(calls.get_reservation(reservation_id))
+
+    def get_steps(self, reservation_id: str, *, limit: int = 100, cursor: str | None = None) -> models.StepsPage:
+        """The draws on a reservation, oldest first (a page; follow `next_cursor`)."""
+        return self._send(calls.steps(reservation_id, limit, cursor))
 
     # --- direct usage, refunds, credits ----------------------------------------------------------------
 

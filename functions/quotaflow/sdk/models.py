@@ -83,9 +83,33 @@ class ReservationInfo(Model):
     reservation_id: str
     status: ReservationStatus
     user_id: str
-    lines: list[Line]
+    lines: list[Line]  # held at creation plus increases
     expires_at: datetime
     created_at: datetime | None = None
+    drawn: list[Line] = []  # running totals of draws
+    held: list[Line] = []  # what is left of the hold
+
+
+class DrawResult(Model):
+    reservation_id: str
+    status: ReservationStatus
+    drawn: list[Line]
+    held: list[Line]
+    overage: list[Line] = []
+
+
+class Step(Model):
+    step_id: str
+    at: datetime
+    lines: list[Line]
+    overage: list[Line] = []
+    properties: dict[str, Any] = {}
+
+
+class StepsPage(Model):
+    reservation_id: str
+    steps: list[Step]
+    next_cursor: str | None = None
 
 
 class CommitResult(Model):

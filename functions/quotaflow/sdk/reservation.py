@@ -10,10 +10,10 @@ import hashlib
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from quotaflow.sdk import calls, models
-from quotaflow.sdk.calls import Call, Lines
+from quotaflow.sdk.calls import Amounts, Call, Lines
 from quotaflow.sdk.errors import QuotaflowError, ReservationExpired, ReservationNotPending
 
 T = TypeVar("T")
@@ -72,6 +72,9 @@ class _Held:
     def _ended(self, outcome: models.CommitResult | models.ReleaseResult) -> None:
         self.outcome = outcome
 
+    def _moved(self, info: models.ReservationInfo) -> None:
+        self.info = info
+
     def _release_failed(self, error: QuotaflowError, raised_in_block: BaseException | None) -> None:
         """On leaving the block. A reservation already over needs nothing; the block's own error wins."""
         if isinstance(error, ReservationExpired | ReservationNotPending):
@@ -112,6 +115,28 @@ class Reservation(_Held):
         self._ended(result)
         return result
 
+    def draw(
+        self, lines: Lines, properties: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> models.DrawResult:
+        """Record one step's usage against the hold and keep it open (`{"tokens": 1200}`, `{"step": "search"}`);
+        beyond what is left of the hold it is recorded all the same, as overage."""
+        return self._send(calls.draw(self.id, lines, properties), idempotency_key)
+
+    def increase(self, lines: Amounts, *, idempotency_key: str | None = None) -> models.ReservationInfo:
+        """Hold more; raises InsufficientQuota and changes nothing if it does not fit."""
+        info = self._send(calls.increase(self.id, lines), idempotency_key)
+        self._moved(info)
+        return info
+
+    def extend(self, ttl_seconds: int, *, idempotency_key: str | None = None) -> models.ReservationInfo:
+        """Keep the hold alive: it now expires `ttl_seconds` from now (at most 7 days after it was made)."""
+        info = self._send(calls.extend(self.id, ttl_seconds), idempotency_key)
+        self._moved(info)
+        return info
+
+    def steps(self, *, limit: int = 100, cursor: str | None = None) -> models.StepsPage:
+        return self._send(calls.steps(self.id, limit, cursor))
+
     def __enter__(self) -> Reservation:
         return self
 
@@ -150,6 +175,25 @@ class AsyncReservation(_Held):
         self._ended(result)
         return result
 
+    async def draw(
+        self, lines: Lines, properties: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> models.DrawResult:
+        """Record one step's usage against the hold and keep it open."""
+        return await self._send(calls.draw(self.id, lines, properties), idempotency_key)
+
+    async def increase(self, lines: Amounts, *, idempotency_key: str | None = None) -> models.ReservationInfo:
+        info = await self._send(calls.increase(self.id, lines), idempotency_key)
+        self._moved(info)
+        return info
+
+    async def extend(self, ttl_seconds: int, *, idempotency_key: str | None = None) -> models.ReservationInfo:
+        info = await self._send(calls.extend(self.id, ttl_seconds), idempotency_key)
+        self._moved(info)
+        return info
+
+    async def steps(self, *, limit: int = 100, cursor: str | None = None) -> models.StepsPage:
+        return await self._send(calls.steps(self.id, limit, cursor))
+
     async def __aenter__(self) -> AsyncReservation:
         return self
 
@@ -164,22 +208,25 @@ class AsyncReservation(_Held):
             self._release_failed(error, exc)
 
 
-class PendingReservation:
-    """What `AsyncClient.reserve` returns before the request is made: `await` it, or `async with` it."""
+H = TypeVar("H", bound=AsyncReservation)
 
-    def __init__(self, open_reservation: Callable[[], Awaitable[AsyncReservation]]) -> None:
+
+class PendingReservation(Generic[H]):
+    """What `AsyncClient.reserve` (and `.run`) return before the request is made: `await` it, or `async with` it."""
+
+    def __init__(self, open_reservation: Callable[[], Awaitable[H]]) -> None:
         self._open = open_reservation
-        self._held: AsyncReservation | None = None
+        self._held: H | None = None
 
-    def __await__(self) -> Generator[Any, None, AsyncReservation]:
+    def __await__(self) -> Generator[Any, None, H]:
         return self._open_once().__await__()
 
-    async def _open_once(self) -> AsyncReservation:
+    async def _open_once(self) -> H:
         if self._held is None:
             self._held = await self._open()
         return self._held
 
-    async def __aenter__(self) -> AsyncReservation:
+    async def __aenter__(self) -> H:
         return await self._open_once()
 
     async def __aexit__(

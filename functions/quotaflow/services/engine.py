@@ -4,7 +4,7 @@ it, and read a refusal's CancellationReasons to tell "no room" from "stale count
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +27,13 @@ class Change:
     ref: str | None
     properties: dict[str, Any] | None = None
     extra: Callable[[Transaction], None] = field(default=lambda tx: None)
+    revs: dict[str, int] = field(default_factory=dict)  # meters whose change was computed from this counter rev
+    response: dict[str, Any] | None = None  # the response to store under the Idempotency-Key, when it depends on
+    # what the change was built from (otherwise the body given to `write`)
 
 
 Build = Callable[[UserLimits], Change]
-OnCancel = Callable[[TransactionCancelled], None]
+OnCancel = Callable[[TransactionCancelled], bool | None]  # raises the refusal's domain error; True: build again
 
 
 def write(
@@ -42,30 +45,34 @@ def write(
     body: dict[str, Any],
     on_cancel: OnCancel | None = None,
     reclaim: Callable[[], int] | None = None,
+    attempts_max: int = WRITE_ATTEMPTS_MAX,
 ) -> None:
     """Commit `build(limits)` as one transaction, retrying on stale counters and conflicts (bounded).
 
     `reclaim`, when given, is tried once when a hard meter lacks room: it expires the user's overdue
-    reservations and says how many; if any came back, the write is tried again before answering 402."""
+    reservations and says how many; if any came back, the write is tried again before answering 402.
+    `on_cancel` reads a refusal first: it raises what the refusal means, or answers True when what the change
+    was built from moved (a reservation drawn on meanwhile) and the change must be built again."""
     reclaimable = reclaim is not None
-    for attempt in range(WRITE_ATTEMPTS_MAX):
+    for attempt in range(attempts_max):
         limits = current_limits(scope, user_id)
         change = build(limits)
         tx = scope.store.transaction()
         for posting in change.postings:
-            add_counter_change(tx, scope, user_id, posting, limits.limits_version)
+            add_counter_change(tx, scope, user_id, posting, limits.limits_version, change.revs.get(posting.meter))
         add_entries(tx, scope, user_id, change.postings, change.ref, change.properties)
         change.extra(tx)
-        add_claim(tx, scope, claim, body)
+        add_claim(tx, scope, claim, body if change.response is None else change.response)
         try:
             scope.store.transact(tx)
             return
         except TransactionCancelled as cancelled:
             replay_if_taken(claim, cancelled)
-            if on_cancel is not None:
-                on_cancel(cancelled)
+            if on_cancel is not None and on_cancel(cancelled):
+                pause_before_retry(attempt + 1)
+                continue
             try:
-                stale = _refused_postings(cancelled, change.postings, limits)
+                stale, moved = _refused_postings(cancelled, change, limits)
             except InsufficientQuota:
                 if not reclaimable or reclaim is None or reclaim() == 0:
                     raise
@@ -73,26 +80,30 @@ def write(
                 continue
             if stale:
                 prepare(scope, user_id, stale)
-            elif cancelled.conflicted or not cancelled.reasons:
+            elif moved or cancelled.conflicted or not cancelled.reasons:
                 pause_before_retry(attempt + 1)
             else:
                 raise Unavailable(f"write refused for an unknown reason: {cancelled}") from cancelled
     raise Unavailable("too much contention on this user's counters; retry shortly")
 
 
-def _refused_postings(cancelled: TransactionCancelled, postings: Sequence[Posting], limits: UserLimits) -> list[str]:
-    """Meters whose counter was stale (missing, older period, older limits). A guard that failed on a
-    current counter is final: raise the domain error it stands for."""
-    by_meter = {posting.meter: posting for posting in postings}
+def _refused_postings(cancelled: TransactionCancelled, change: Change, limits: UserLimits) -> tuple[list[str], bool]:
+    """Meters whose counter was stale (missing, older period, older limits), and whether a counter the change
+    was computed from moved meanwhile. A guard that failed on a current, unmoved counter is final: raise the
+    domain error it stands for."""
+    by_meter = {posting.meter: posting for posting in change.postings}
     stale: list[str] = []
+    moved = False
     for reason in cancelled.failed(COUNTER_TAG):
         meter = reason.tag.removeprefix(COUNTER_TAG)
         posting = by_meter[meter]
         if _is_stale(reason.item, posting, limits):
             stale.append(meter)
+        elif meter in change.revs and (reason.item or {}).get("rev") != change.revs[meter]:
+            moved = True
         else:
             _raise_guard(reason.item or {}, posting)
-    return stale
+    return stale, moved
 
 
 def _is_stale(item: Item | None, posting: Posting, limits: UserLimits) -> bool:

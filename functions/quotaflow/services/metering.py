@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.counters import Counter, Delta, Guard, Posting, open_period
@@ -12,7 +14,7 @@ from quotaflow.ledger.errors import InvalidRequest, NotFound, ReservationExpired
 from quotaflow.ledger.periods import NO_PERIOD, iso, period_at
 from quotaflow.ledger.plans import EffectiveLimit
 from quotaflow.ledger.reservations import Reservation, Settlement, release, settle
-from quotaflow.services import engine
+from quotaflow.services import credits, engine
 from quotaflow.services.idempotency import IdempotencyClaim
 from quotaflow.services.scope import Scope, UserLimits
 from quotaflow.services.users import load_user
@@ -29,11 +31,12 @@ from quotaflow.services.views import (
     UsageView,
 )
 from quotaflow.store import items, keys
-from quotaflow.store.table import Transaction, TransactionCancelled
+from quotaflow.store.table import Item, Transaction, TransactionCancelled
 
 TTL_GRACE = timedelta(hours=1)  # DynamoDB TTL removes a reservation item this long after it expired
 RESERVATION_TAG = "reservation"
 RECLAIM_PER_WRITE_MAX = 10  # overdue reservations a refused reserve or event expires inline before retrying
+RESERVATION_WRITE_ATTEMPTS_MAX = 40  # writers racing on one reservation (parallel agent steps) each win in turn
 
 
 def _limit(limits: UserLimits, meter: str, field: str, *, ending: bool = False) -> EffectiveLimit:
@@ -44,7 +47,7 @@ def _limit(limits: UserLimits, meter: str, field: str, *, ending: bool = False) 
     return limit
 
 
-def _postings(
+def postings_for(
     limits: UserLimits,
     kind: str,
     changes: Sequence[tuple[str, Delta, Guard]],
@@ -70,6 +73,7 @@ def reserve(
         status="pending",
         created_at=scope.now,
         expires_at=scope.now + timedelta(seconds=ttl_seconds),
+        held=tuple(lines),
     )
     view = reservation_view(reservation, scope)
     ttl_epoch_s = int((reservation.expires_at + TTL_GRACE).timestamp())
@@ -77,7 +81,7 @@ def reserve(
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(reserved=line.amount), Guard.ROOM_IF_HARD) for line in lines]
         return engine.Change(
-            _postings(limits, "reserve", changes, scope),
+            postings_for(limits, "reserve", changes, scope),
             reservation.reservation_id,
             extra=lambda tx: tx.put(
                 RESERVATION_TAG,
@@ -104,6 +108,8 @@ def reservation_view(reservation: Reservation, scope: Scope) -> ReservationView:
         status=reservation.status_at(scope.now),
         user_id=reservation.user_id,
         lines=list(reservation.lines),
+        drawn=list(reservation.drawn),
+        held=list(reservation.held),
         created_at=iso(reservation.created_at),
         expires_at=iso(reservation.expires_at),
     )
@@ -123,32 +129,36 @@ def commit(
     claim: IdempotencyClaim | None,
     properties: dict[str, Any] | None = None,
 ) -> CommitView:
-    reservation = _pending(scope, reservation_id)
-    settlement = settle(reservation.lines, actual)
-    view = CommitView(
-        reservation_id=reservation_id,
-        status="committed",
-        committed=list(settlement.committed),
-        refunded=list(settlement.refunded),
-        overage=list(settlement.overage),
-    )
-    _end(scope, reservation, settlement, "commit", "committed", claim, view.model_dump(mode="json"), properties)
-    return view
+    """End the reservation with `actual` usage (what was not drawn yet); the rest of the hold comes back."""
+
+    def view(reservation: Reservation, settlement: Settlement) -> CommitView:
+        return CommitView(
+            reservation_id=reservation_id,
+            status="committed",
+            committed=list(settlement.committed),
+            refunded=list(settlement.refunded),
+            overage=list(settlement.overage),
+        )
+
+    reservation = pending_reservation(scope, reservation_id)
+    settle(reservation.held, actual)  # a line for a meter the reservation does not hold is refused up front
+    ended = _end(scope, reservation, lambda r: settle(r.held, actual), "commit", "committed", claim, view, properties)
+    return ended
 
 
 def release_reservation(scope: Scope, reservation_id: str, claim: IdempotencyClaim | None) -> ReleaseView:
-    reservation = _pending(scope, reservation_id)
-    settlement = release(reservation.lines)
-    view = ReleaseView(reservation_id=reservation_id, status="released", refunded=list(settlement.refunded))
-    _end(scope, reservation, settlement, "release", "released", claim, view.model_dump(mode="json"))
-    return view
+    def view(reservation: Reservation, settlement: Settlement) -> ReleaseView:
+        return ReleaseView(reservation_id=reservation_id, status="released", refunded=list(settlement.refunded))
+
+    reservation = pending_reservation(scope, reservation_id)
+    return _end(scope, reservation, lambda r: release(r.held), "release", "released", claim, view)
 
 
 def expire(scope: Scope, reservation: Reservation) -> bool:
     """The one refund path for overdue reservations: True if this call expired it, False if it had already
     ended (whoever came first won; the holds returned exactly once)."""
     try:
-        _end(scope, reservation, release(reservation.lines), "expire", "expired", None, {})
+        _end(scope, reservation, lambda r: release(r.held), "expire", "expired", None, lambda r, s: None)
     except (ReservationExpired, ReservationNotPending):
         return False
     return True
@@ -167,18 +177,20 @@ def reap_deleted(scope: Scope, reservation: Reservation) -> bool:
         "reservation_id": reservation.reservation_id,
         "user_id": reservation.user_id,
         "lines": items.lines_to(reservation.lines),
+        "held": items.lines_to(reservation.held),
+        "drawn": items.lines_to(reservation.drawn),
         "status": "expired",
         "created_at": iso(reservation.created_at),
         "expires_at": iso(reservation.expires_at),
         "ended_at": iso(scope.now),
         "ttl": int((scope.now + TOMBSTONE_KEEP).timestamp()),
     }
-    settlement = release(reservation.lines)
+    settlement = release(reservation.held)
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(c.meter, c.delta, c.guard) for c in settlement.changes]
         return engine.Change(
-            _postings(limits, "expire", changes, scope, ending=True),
+            postings_for(limits, "expire", changes, scope, ending=True),
             reservation.reservation_id,
             extra=lambda tx: tx.put(TOMBSTONE_TAG, tombstone, condition="attribute_not_exists(pk)"),
         )
@@ -206,14 +218,16 @@ def reclaim_overdue(scope: Scope, user_id: str) -> int:
     return sum(expire(scope, items.reservation_from(item)) for item in page.items)
 
 
-def _pending(scope: Scope, reservation_id: str) -> Reservation:
+def pending_reservation(scope: Scope, reservation_id: str) -> Reservation:
     """The reservation, if it may still end by commit or release. An overdue one is expired on the spot.
 
-    A reservation made on this container is known without a read: its holds never change, and the ending
-    transaction's condition decides whether it is still pending."""
-    reservation = scope.cache.reservations.get((scope.tenant_id, reservation_id)) or get_reservation(
-        scope, reservation_id
-    )
+    A reservation this container made or last changed is known without a read: the ending transaction's
+    conditions (status, deadline, version) decide whether that knowledge still holds. A cached one that looks
+    overdue is read again first: another container may have extended it."""
+    key = (scope.tenant_id, reservation_id)
+    reservation = scope.cache.reservations.get(key)
+    if reservation is None or reservation.status_at(scope.now) == "expired":
+        reservation = get_reservation(scope, reservation_id)
     status = reservation.status_at(scope.now)
     if status == "expired":
         if reservation.status == "pending":
@@ -224,70 +238,109 @@ def _pending(scope: Scope, reservation_id: str) -> Reservation:
     return reservation
 
 
+def version_guard(reservation: Reservation) -> tuple[str, dict[str, Any]]:
+    """The condition that the reservation's holds are still those `reservation` shows (no draw or increase
+    landed since); made-before-draws items carry no version, like a fresh one."""
+    if reservation.version == 0:
+        return "attribute_not_exists(version)", {}
+    return "version = :version", {":version": reservation.version}
+
+
+def refusal_of(scope: Scope, reservation_id: str, reason_item: Item | None, *, expiring: bool = False) -> Reservation:
+    """Why a write on a pending reservation was refused, from the item as it stood: raise the domain error, or
+    return the reservation as it is now when it may still take the write (it moved: build the change again)."""
+    if reason_item is None:
+        raise ReservationNotPending(f"reservation {reservation_id} is gone", status="expired")
+    moved = items.reservation_from(reason_item)
+    now_status = moved.status_at(scope.now)
+    if expiring and now_status == "pending":
+        raise ReservationNotPending("reservation is not overdue yet", status="pending")
+    if now_status == "expired" and not (expiring and moved.status == "pending"):
+        raise ReservationExpired(f"reservation {reservation_id} expired")
+    if now_status not in ("pending", "expired"):
+        raise ReservationNotPending(f"reservation {reservation_id} is already {now_status}", status=now_status)
+    return moved
+
+
+V = TypeVar("V")
+
+
 def _end(
     scope: Scope,
     reservation: Reservation,
-    settlement: Settlement,
+    settle_with: Callable[[Reservation], Settlement],
     kind: str,
     status: str,
     claim: IdempotencyClaim | None,
-    body: dict[str, Any],
+    view_of: Callable[[Reservation, Settlement], V],
     properties: dict[str, Any] | None = None,
-) -> None:
+) -> V:
     """End a pending reservation exactly once: the status flip and the counter changes share one transaction
-    guarded by `status = pending`, so a racing commit, release or expiry can win only once."""
+    guarded by `status = pending` and the hold's version, so a racing commit, release, expiry or draw can win
+    only once, and what returns is exactly what is left of the hold."""
     key = keys.reservation(scope.tenant_id, reservation.reservation_id)
     now_iso = iso(scope.now)
     expiring = status == "expired"
     # commit/release need the reservation unexpired; expiry needs it overdue
     time_guard = "expires_at <= :now" if expiring else "expires_at > :now"
-    settled = {"committed": items.lines_to(settlement.committed)} if settlement.committed else {}
+    current = [reservation]
+    outcome: list[V] = []
 
     def build(limits: UserLimits) -> engine.Change:
+        settlement = settle_with(current[-1])
+        settled = {"committed": items.lines_to(settlement.committed)} if settlement.committed else {}
+        view = view_of(current[-1], settlement)
+        outcome.append(view)
         changes = [(c.meter, c.delta, c.guard) for c in settlement.changes]
+        version, version_values = version_guard(current[-1])
 
         def mark_ended(tx: Transaction) -> None:
             tx.update(
                 RESERVATION_TAG,
                 key,
-                "SET #status = :status, ended_at = :now"
+                "SET #status = :status, ended_at = :now, held = :none"
                 + "".join(f", {k} = :{k}" for k in settled)
                 + " REMOVE "
                 + ", ".join(keys.RESERVATION_INDEX_ATTRIBUTES),
-                condition=f"#status = :pending AND {time_guard}",
+                condition=f"#status = :pending AND {time_guard} AND {version}",
                 names={"#status": "status"},
                 values={
                     ":status": status,
                     ":now": now_iso,
                     ":pending": "pending",
+                    ":none": [],
+                    **version_values,
                     **{f":{k}": v for k, v in settled.items()},
                 },
             )
 
         return engine.Change(
-            _postings(limits, kind, changes, scope, ending=True),
+            postings_for(limits, kind, changes, scope, ending=True),
             reservation.reservation_id,
             properties,
             extra=mark_ended,
+            response=view.model_dump(mode="json") if isinstance(view, BaseModel) else None,
         )
 
-    def on_cancel(cancelled: TransactionCancelled) -> None:
+    def on_cancel(cancelled: TransactionCancelled) -> bool:
         for reason in cancelled.failed(RESERVATION_TAG):
-            now_status = (reason.item or {}).get("status", "pending")
-            if now_status == "expired" and not expiring:
-                raise ReservationExpired(f"reservation {reservation.reservation_id} expired")
-            if now_status != "pending":
-                raise ReservationNotPending(
-                    f"reservation {reservation.reservation_id} is already {now_status}", status=now_status
-                )
-            if expiring:
-                raise ReservationNotPending("reservation is not overdue yet", status="pending")
-            raise ReservationExpired(f"reservation {reservation.reservation_id} expired")
+            current.append(refusal_of(scope, reservation.reservation_id, reason.item, expiring=expiring))
+            return True
+        return False
 
     try:
-        engine.write(scope, reservation.user_id, build, claim=claim, body=body, on_cancel=on_cancel)
+        engine.write(
+            scope,
+            reservation.user_id,
+            build,
+            claim=claim,
+            body={},
+            on_cancel=on_cancel,
+            attempts_max=RESERVATION_WRITE_ATTEMPTS_MAX,
+        )
     finally:
         scope.cache.reservations.forget((scope.tenant_id, reservation.reservation_id))
+    return outcome[-1]
 
 
 def track(
@@ -301,7 +354,7 @@ def track(
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=line.amount), Guard.ROOM_IF_HARD) for line in lines]
-        return engine.Change(_postings(limits, "event", changes, scope), view.event_id, properties)
+        return engine.Change(postings_for(limits, "event", changes, scope), view.event_id, properties)
 
     engine.write(
         scope,
@@ -321,10 +374,10 @@ def refund(
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=-line.amount), Guard.USED_COVERS) for line in lines]
+        postings = postings_for(limits, "refund", changes, scope)
+        books = credits.credit_events(scope, user_id, load_user(scope, user_id), postings)  # a refund un-spends
         return engine.Change(
-            _postings(limits, "refund", changes, scope),
-            view.refund_id,
-            {"reason": reason} if reason else None,
+            postings, view.refund_id, {"reason": reason} if reason else None, extra=books.write, revs=books.revs
         )
 
     engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))

@@ -15,9 +15,35 @@ class ReservationView(BaseModel):
     reservation_id: str
     status: ReservationStatus
     user_id: str
-    lines: list[Line]
+    lines: list[Line]  # held at creation plus increases
+    drawn: list[Line]  # running totals of draws
+    held: list[Line]  # what is left of the hold
     created_at: str
     expires_at: str
+
+
+class DrawView(BaseModel):
+    reservation_id: str
+    status: ReservationStatus
+    drawn: list[Line]
+    held: list[Line]
+    overage: list[Line]  # what this draw took beyond the hold, from the balance
+
+
+class StepView(BaseModel):
+    """One draw on a reservation, as its steps are listed."""
+
+    step_id: str
+    at: str
+    lines: list[Line]
+    overage: list[Line]
+    properties: dict[str, Any]
+
+
+class StepsView(BaseModel):
+    reservation_id: str
+    steps: list[StepView]
+    next_cursor: str | None
 
 
 class CommitView(BaseModel):

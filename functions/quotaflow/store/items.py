@@ -7,6 +7,7 @@ from typing import Any
 
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.counters import Counter
+from quotaflow.ledger.credits import CreditBook
 from quotaflow.ledger.entries import LedgerEntry
 from quotaflow.ledger.periods import iso, parse_iso
 from quotaflow.ledger.plans import EffectiveLimit, Plan, Subscription
@@ -108,6 +109,8 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "reservation_id": reservation.reservation_id,
         "user_id": reservation.user_id,
         "lines": lines_to(reservation.lines),
+        "held": lines_to(reservation.held),
+        "drawn": lines_to(reservation.drawn),
         "status": reservation.status,
         "created_at": iso(reservation.created_at),
         "expires_at": expires,
@@ -127,6 +130,9 @@ def reservation_from(item: Item) -> Reservation:
         status=item["status"],
         created_at=parse_iso(item["created_at"]),
         expires_at=parse_iso(item["expires_at"]),
+        held=lines_from(item["held"]) if "held" in item else lines_from(item["lines"]),  # made before draws: whole
+        drawn=lines_from(item.get("drawn", [])),
+        version=item.get("version", 0),
     )
 
 
@@ -160,3 +166,18 @@ def entry_from(item: Item) -> LedgerEntry:
         ref=item.get("ref"),
         properties=item.get("properties"),
     )
+
+
+def credit_book_item(tenant_id: str, user_id: str, meter: str, book: CreditBook) -> Item:
+    return {
+        **keys.credit_book(tenant_id, user_id, meter),
+        "meter": meter,
+        "left": book.left,
+        "spending": [[grant_id, amount] for grant_id, amount in book.spending],
+        "version": book.version,
+    }
+
+
+def credit_book_from(item: Item) -> CreditBook:
+    spending = tuple((grant_id, amount) for grant_id, amount in item["spending"])
+    return CreditBook(dict(item["left"]), spending, item["version"])

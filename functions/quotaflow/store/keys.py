@@ -12,7 +12,9 @@
     T#<tenant>#U#<user>         H#CTR#<meter>#<period>   a closed period's counter
     T#<tenant>#U#<user>         L#<entry_id>             ledger entry (time-ordered ids)
     T#<tenant>#U#<user>         G#<meter>#<grant_id>     credit grant
+    T#<tenant>#U#<user>         S#CB#<meter>             credit book: the meter's grants as of its last credit event
     T#<tenant>#R#<reservation>  RSV                      reservation
+    T#<tenant>#R#<reservation>  STEP#<entry_id>          one draw on it (lines, overage, step properties)
     T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
 
 GSI1 (gsi1pk, gsi1sk) = (T#<tenant>#PLAN#<plan_id>, <user>) on subscriptions: a plan's subscribers.
@@ -38,6 +40,7 @@ RESERVATION_INDEX_ATTRIBUTES = ("gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")  # remov
 USER_CURRENT_PREFIX = "S#"  # subscription and current counters: one Query is the whole usage picture
 COUNTER_CURRENT_PREFIX = "S#CTR#"
 COUNTER_CLOSED_PREFIX = "H#CTR#"
+CREDIT_BOOK_PREFIX = "S#CB#"  # read with the counters: a credit event needs both
 LEDGER_PREFIX = "L#"
 SUBSCRIPTION_SK = "S#SUB"
 
@@ -94,8 +97,19 @@ def ledger_entry(tenant_id: str, user_id: str, entry_id: str) -> Key:
     return {"pk": user_partition(tenant_id, user_id), "sk": f"{LEDGER_PREFIX}{entry_id}"}
 
 
+def reservation_partition(tenant_id: str, reservation_id: str) -> str:
+    return f"T#{tenant_id}#R#{reservation_id}"
+
+
 def reservation(tenant_id: str, reservation_id: str) -> Key:
-    return {"pk": f"T#{tenant_id}#R#{reservation_id}", "sk": "RSV"}
+    return {"pk": reservation_partition(tenant_id, reservation_id), "sk": "RSV"}
+
+
+STEP_PREFIX = "STEP#"
+
+
+def reservation_step(tenant_id: str, reservation_id: str, step_id: str) -> Key:
+    return {"pk": reservation_partition(tenant_id, reservation_id), "sk": f"{STEP_PREFIX}{step_id}"}
 
 
 def idempotency(tenant_id: str, idempotency_key: str) -> Key:
@@ -146,6 +160,10 @@ def stripe_customer(tenant_id: str, customer_id: str) -> Key:
 
 def grant(tenant_id: str, user_id: str, meter: str, grant_id: str) -> Key:
     return {"pk": user_partition(tenant_id, user_id), "sk": f"{GRANT_PREFIX}{meter}#{grant_id}"}
+
+
+def credit_book(tenant_id: str, user_id: str, meter: str) -> Key:
+    return {"pk": user_partition(tenant_id, user_id), "sk": f"{CREDIT_BOOK_PREFIX}{meter}"}
 
 
 def grant_expiry_bucket(expires_at_iso: str) -> str:

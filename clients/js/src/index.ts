@@ -1,0 +1,10 @@
+export { createClient, QuotaflowClient, TIMEOUT_MS_DEFAULT } from "./client.js";
+export type { BrowserClient, BrowserClientOptions, ClientOptions, WithReservationOptions } from "./client.js";
+export { Reservation } from "./reservation.js";
+export type { DrawOptions } from "./reservation.js";
+export type { RequestOptions, UserTokenSource, Fetch } from "./transport.js";
+export { RETRY_POLICY_DEFAULT } from "./retry.js";
+export type { RetryPolicy } from "./retry.js";
+export * from "./errors.js";
+export type * from "./types.js";
+export { counter } from "./types.js";
