@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import openai
 import pytest
 
 from quotaflow.integrations import Backlog, meter
+from quotaflow.integrations.core import HOLD_TTL_SECONDS
 from quotaflow.local.server import LocalServer
 from quotaflow.sdk import AsyncClient, Client, ConnectionFailed, InsufficientQuota, TenantCreated, calls
 from tests.integrations.support import USER, commit_properties, counter, entries, settled
@@ -157,6 +160,27 @@ def test_async_chat_calls_and_streams_are_metered(
     used, reserved = settled(qf)
     assert used > 2 * CHAT_TOTAL and reserved == 0
     assert [e.properties["estimated"] for e in entries(qf, "commit") if e.properties] == [True, False, False]
+
+
+def test_a_stream_that_outlives_its_hold_is_recorded_as_an_event(
+    server: LocalServer, qf: Client, provider: ProviderStub
+) -> None:
+    client = meter(openai_client(provider), qf, user_id=USER)
+    stream = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    later = (datetime.now(UTC) + timedelta(seconds=HOLD_TTL_SECONDS + 120)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sweep = httpx.post(
+        f"{server.url}/_local/run/sweeper",
+        json={"now": later},
+        headers={"Authorization": f"Bearer {server.admin_key}"},
+    )
+    assert sweep.status_code == 200 and len(entries(qf, "expire")) == 1  # the hold is gone, refunded
+
+    for _ in stream:
+        pass
+
+    assert settled(qf) == (CHAT_TOTAL, 0)
+    (event,) = entries(qf, "event")
+    assert event.properties == {"model": "gpt-4o", "estimated": False, "hold_expired": True}
 
 
 # --- quotaflow unreachable ---------------------------------------------------------------------------------

@@ -20,7 +20,14 @@ from quotaflow.sdk import calls
 from quotaflow.sdk.async_client import AsyncClient
 from quotaflow.sdk.calls import Call
 from quotaflow.sdk.client import Client
-from quotaflow.sdk.errors import ConnectionFailed, QuotaflowError, ServerError, Throttled, Unavailable
+from quotaflow.sdk.errors import (
+    ConnectionFailed,
+    QuotaflowError,
+    ReservationExpired,
+    ServerError,
+    Throttled,
+    Unavailable,
+)
 from quotaflow.sdk.providers import ModelUsage, UnrecognizedUsage
 from quotaflow.sdk.reservation import step_key
 from quotaflow.sdk.transport import new_idempotency_key
@@ -87,11 +94,13 @@ class Settings:
         return calls.quote(request.model, request.prompt_tokens_estimate, request.output_cap_tokens, 0)
 
 
-def properties(usage: ModelUsage, estimated: bool, deferred: bool = False) -> dict[str, Any]:
+def properties(usage: ModelUsage, estimated: bool, deferred: bool = False, expired: bool = False) -> dict[str, Any]:
     """What the ledger keeps about a metered call."""
     marks: dict[str, Any] = {"model": usage.model, "estimated": estimated}
     if deferred:
         marks["deferred"] = True  # recorded after the call: quotaflow was unreachable when it was made
+    if expired:
+        marks["hold_expired"] = True  # the call outlived its hold: recorded as an event instead of a commit
     return marks
 
 
@@ -113,6 +122,12 @@ class Hold:
             return calls.track(self.settings.user_id, lines, marks), self.idempotency_key
         marks = properties(usage, estimated)
         return calls.commit(self.reservation_id, lines, marks), step_key(self.idempotency_key, "commit")
+
+    def expired_call(self, usage: ModelUsage, estimated: bool) -> tuple[Call[Any], str]:
+        """The usage of a call whose hold expired before it ended (and was refunded): an event, under its own key."""
+        lines = self.settings.usage_lines(usage)
+        marks = properties(usage, estimated, expired=True)
+        return calls.track(self.settings.user_id, lines, marks), step_key(self.idempotency_key, "expired")
 
     def release_call(self) -> tuple[Call[Any], str] | None:
         if self.reservation_id is None:
@@ -190,6 +205,12 @@ class Meter:
             self.qf.send(call, key)
         except UNREACHABLE:
             self.settings.backlog.put(call, key)  # the same key: applied once, whenever it gets through
+        except ReservationExpired:
+            late, late_key = hold.expired_call(usage, estimated)
+            try:
+                self.qf.send(late, late_key)
+            except UNREACHABLE:
+                self.settings.backlog.put(late, late_key)
 
     def release(self, hold: Hold) -> None:
         if hold.ended:
@@ -338,6 +359,12 @@ class AsyncMeter:
             await self.qf.send(call, key)
         except UNREACHABLE:
             self.settings.backlog.put(call, key)
+        except ReservationExpired:
+            late, late_key = hold.expired_call(usage, estimated)
+            try:
+                await self.qf.send(late, late_key)
+            except UNREACHABLE:
+                self.settings.backlog.put(late, late_key)
 
     async def release(self, hold: Hold) -> None:
         if hold.ended:
