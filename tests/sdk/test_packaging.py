@@ -15,6 +15,7 @@ BLOCK_SERVER_DEPENDENCIES = textwrap.dedent(
     import importlib.abc, sys
 
     BLOCKED = {"boto3", "botocore", "aws_lambda_powertools", "stripe", "moto"}
+    BLOCKED |= {"openai", "anthropic", "google", "mistralai"}  # the provider SDKs: extras of their own
 
     class NotInstalled(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -76,3 +77,44 @@ def test_importing_the_package_does_not_load_the_sdk() -> None:
         check=False,
     )
     assert done.returncode == 0 and done.stdout.startswith("False "), done.stderr
+
+
+def test_the_integrations_import_without_any_provider_package() -> None:
+    """`quotaflow[openai]` and the other extras are needed only for the client being wrapped."""
+    done = run_python(
+        """
+        import sys
+        from quotaflow import Client
+        from quotaflow.integrations import Backlog, meter
+
+        qf = Client(api_key="qf_sk_test", base_url="http://127.0.0.1:9")
+        try:
+            meter(object(), qf, user_id="u1")
+        except TypeError as refused:
+            print("refused:", refused)
+        providers = ("openai", "anthropic", "google", "boto3", "botocore")
+        print("loaded:", sorted(m for m in providers if m in sys.modules))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused: no quotaflow integration for builtins.object" in done.stdout
+    assert "loaded: []" in done.stdout
+
+
+def test_the_api_function_does_not_import_the_integrations() -> None:
+    """The API function's cold start stays as it was: neither the integrations nor a provider SDK load with it."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, quotaflow.handlers.api; "
+            "print(sorted(m for m in ('quotaflow.integrations', 'openai', 'anthropic', 'google.genai', 'httpx')"
+            " if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,8 +1,7 @@
 """The provider usage adapters on real-shaped responses (tests/sdk/provider_responses.json), read both as the JSON the
-providers' HTTP APIs return and as their Python SDKs' objects. The SDK classes below copy the field names and the
-optional fields of openai's `CompletionUsage`/`ResponseUsage`, anthropic's `Usage`, google-genai's
-`GenerateContentResponseUsageMetadata` (snake_case attributes, camelCase aliases) and mistralai's `UsageInfo` (extra
-fields kept, as its model does): the SDKs themselves are not dependencies."""
+providers' HTTP APIs return and as their Python SDKs' own objects: openai's `CompletionUsage`/`ResponseUsage`,
+anthropic's `Usage`/`BetaUsage`, google-genai's `GenerateContentResponseUsageMetadata`/`UsageMetadata` and mistralai's
+`UsageInfo` (the SDKs are test dependencies: the `dev` extra)."""
 
 from __future__ import annotations
 
@@ -13,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anthropic.types import Usage as AnthropicUsage
+from google.genai.types import GenerateContentResponseUsageMetadata as GenaiUsageMetadata
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from mistralai.client.models import UsageInfo as MistralUsageInfo
+from openai.types import CompletionUsage as OpenAICompletionUsage
+from openai.types.responses import ResponseUsage as OpenAIResponseUsage
+from pydantic import BaseModel, ValidationError
 
 from quotaflow.sdk import (
     ModelUsage,
@@ -33,83 +36,13 @@ pytestmark = pytest.mark.unit
 RESPONSES: dict[str, dict[str, Any]] = json.loads(Path(__file__).with_name("provider_responses.json").read_text())
 
 
-# --- stand-ins for the providers' SDK models ------------------------------------------------------------
-
-
-class OpenAIPromptTokensDetails(BaseModel):
-    audio_tokens: int | None = None
-    cached_tokens: int | None = None
-
-
-class OpenAICompletionTokensDetails(BaseModel):
-    accepted_prediction_tokens: int | None = None
-    audio_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    rejected_prediction_tokens: int | None = None
-
-
-class OpenAICompletionUsage(BaseModel):
-    completion_tokens: int
-    prompt_tokens: int
-    total_tokens: int
-    completion_tokens_details: OpenAICompletionTokensDetails | None = None
-    prompt_tokens_details: OpenAIPromptTokensDetails | None = None
-
-
-class OpenAIInputTokensDetails(BaseModel):
-    cached_tokens: int
-
-
-class OpenAIOutputTokensDetails(BaseModel):
-    reasoning_tokens: int
-
-
-class OpenAIResponseUsage(BaseModel):
-    input_tokens: int
-    input_tokens_details: OpenAIInputTokensDetails
-    output_tokens: int
-    output_tokens_details: OpenAIOutputTokensDetails
-    total_tokens: int
-
-
-class AnthropicUsage(BaseModel):
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    input_tokens: int
-    output_tokens: int
-    service_tier: str | None = None
-
-
-class GenaiUsageMetadata(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    cache_tokens_details: list[dict[str, Any]] | None = None
-    cached_content_token_count: int | None = None
-    candidates_token_count: int | None = None
-    prompt_token_count: int | None = None
-    prompt_tokens_details: list[dict[str, Any]] | None = None
-    thoughts_token_count: int | None = None
-    tool_use_prompt_token_count: int | None = None
-    tool_use_prompt_tokens_details: list[dict[str, Any]] | None = None
-    total_token_count: int | None = None
-
-
-class MistralUsageInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    prompt_tokens: int | None = 0
-    completion_tokens: int | None = 0
-    total_tokens: int | None = 0
-    prompt_audio_seconds: int | None = None
-
-
 Adapter = Callable[[Any, str], ModelUsage]
 CASES = [
-    # adapter, response, usage field, SDK class, model priced, (input, output, cached), provider's total
+    # adapter, response, usage field, SDK class, model priced, (input, output, cached[, cache write, 1h write]), total
     (from_openai, "openai_chat_cached", "usage", OpenAICompletionUsage, "gpt-4o", (86, 300, 1920), 2306),
     (from_openai, "openai_chat_no_details", "usage", OpenAICompletionUsage, "gpt-4o-mini", (13, 7, 0), 20),
     (from_openai, "openai_responses_reasoning", "usage", OpenAIResponseUsage, "o4-mini", (1024, 812, 4096), 5932),
-    (from_anthropic, "anthropic_cache_write", "usage", AnthropicUsage, "claude-sonnet-4-5", (188_107, 393, 0), None),
+    (from_anthropic, "anthropic_cache_write", "usage", AnthropicUsage, "claude-sonnet-4-5", (21, 393, 0, 188086), None),
     (from_anthropic, "anthropic_cache_read", "usage", AnthropicUsage, "claude-sonnet-4-5", (21, 393, 188_086), None),
     (from_anthropic, "anthropic_no_cache_fields", "usage", AnthropicUsage, "claude-haiku-4-5", (2095, 503, 0), None),
     (from_gemini, "gemini_thinking", "usageMetadata", GenaiUsageMetadata, "gemini-2.5-flash", (20, 603, 0), 623),
@@ -140,7 +73,7 @@ def test_an_adapter_reads_the_http_json_and_the_sdk_object_alike(
     field: str,
     sdk_class: type[BaseModel],
     model: str,
-    counts: tuple[int, int, int],
+    counts: tuple[int, ...],
     total: int | None,
 ) -> None:
     usage = usage_json(response, field)
@@ -149,10 +82,9 @@ def test_an_adapter_reads_the_http_json_and_the_sdk_object_alike(
     from_json = adapter(usage, model)
     from_object = adapter(sdk_object, model)
 
-    input_tokens, output_tokens, cached_input_tokens = counts
-    assert from_json == ModelUsage(model, input_tokens, output_tokens, cached_input_tokens)
+    assert from_json == ModelUsage(model, *counts)
     assert from_object == from_json
-    if total is not None:  # the provider's own total: the three counts neither overlap nor miss anything
+    if total:  # the provider's own total: the three counts neither overlap nor miss anything
         assert from_json.total_tokens == total
 
 
@@ -161,7 +93,7 @@ def test_anthropic_counts_every_input_token_once() -> None:
     usage = usage_json("anthropic_cache_read", "usage")
     counted = from_anthropic(usage, "claude-sonnet-4-5")
     whole_input = usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
-    assert counted.input_tokens + counted.cached_input_tokens == whole_input
+    assert counted.input_tokens + counted.cached_input_tokens + counted.cache_write_tokens == whole_input
     assert counted.total_tokens == whole_input + usage["output_tokens"]
 
 

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from quotaflow.cli import export, invoke, plans, remote
+from quotaflow.cli import export, invoke, plans, prices, remote
 from quotaflow.cli.extras import LOCAL_MODULES, SERVER_MODULES, require
 from quotaflow.cli.output import CommandFailed, Subparsers
 from quotaflow.sdk.errors import QuotaflowError
@@ -140,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
     invoke.add_command(commands)
     remote.add_admin_commands(commands)
     plans.add_commands(commands)
+    prices.add_commands(commands)
     remote.add_tenant_commands(commands)
     export.add_command(commands)
     return root

@@ -27,14 +27,16 @@ def connection_flags(*, admin: bool) -> argparse.ArgumentParser:
     return flags
 
 
-def connect(args: argparse.Namespace, *, admin: bool = False) -> Client:
+def connect(args: argparse.Namespace, *, admin: bool = False, timeout_seconds: float | None = None) -> Client:
     url = args.url or os.environ.get("QUOTAFLOW_URL") or URL_DEFAULT
     env_key = (os.environ.get("QUOTAFLOW_ADMIN_KEY") if admin else None) or os.environ.get("QUOTAFLOW_API_KEY")
     key = args.api_key or env_key
     if not key:
         source = "QUOTAFLOW_ADMIN_KEY" if admin else "QUOTAFLOW_API_KEY"
         raise CommandFailed(f"no API key: pass --api-key or set {source}")
-    return Client(api_key=key, base_url=url)
+    if timeout_seconds is None:
+        return Client(api_key=key, base_url=url)
+    return Client(api_key=key, base_url=url, timeout_seconds=timeout_seconds)
 
 
 # --- tenants and keys (admin key) -----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from quotaflow.handlers.http import (
     access,
     admin_scope,
     app,
+    exact_json_object,
     idempotency_claim,
     path_id,
     preflight,
@@ -35,7 +36,7 @@ from quotaflow.handlers.runtime import runtime
 from quotaflow.ledger import errors
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Plan
-from quotaflow.ledger.prices import MODEL_PATTERN, Price, PriceBody, TokenCounts
+from quotaflow.ledger.prices import MARKUP_PERCENT_MAX, MODEL_PATTERN, Price, PriceBody, TokenCounts
 from quotaflow.observability import logger
 from quotaflow.services import (
     alerts,
@@ -44,6 +45,7 @@ from quotaflow.services import (
     credits,
     metering,
     plans,
+    price_import,
     pricing,
     stripe_config,
     tenants,
@@ -318,8 +320,8 @@ def commit(reservation_id: str, body: Annotated[schemas.CommitBody, Body()]) -> 
     scope = tenant_scope()
     rid = path_id(reservation_id, "reservation_id")
     lines, priced = pricing.resolve_lines(scope, [line.priced() for line in body.lines])
-    properties = {"pricing": priced} if priced else None
-    return metering.commit(scope, rid, lines, idempotency_claim(200), properties)
+    properties = {**body.properties, **({"pricing": priced} if priced else {})}
+    return metering.commit(scope, rid, lines, idempotency_claim(200), properties or None)
 
 
 @app.post("/v1/reservations/<reservation_id>/release")
@@ -426,6 +428,17 @@ def rotate_user_token_secret() -> dict[str, str]:
 def put_price(model: str, body: Annotated[PriceBody, Body()]) -> Price:
     scope = tenant_scope()
     return pricing.put_price(scope, _model(model), body)
+
+
+@app.post("/v1/prices/import")
+@access("secret")
+def import_prices(
+    markup_percent: Annotated[int, Query(ge=0, le=MARKUP_PERCENT_MAX)] = 0,
+) -> price_import.ImportView:
+    """A catalog in the LiteLLM cost-map format. Its numbers are read from the JSON text as Decimals, not floats."""
+    scope = tenant_scope()
+    catalog = exact_json_object(app.current_event.decoded_body or "")
+    return price_import.import_catalog(scope, catalog, markup_percent, idempotency_claim(200))
 
 
 @app.get("/v1/prices/<model>")

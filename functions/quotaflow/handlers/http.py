@@ -10,6 +10,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
@@ -183,6 +184,24 @@ def _check_user_token(tenant_id: str, token: str, user_id: str) -> None:
 def _require_json() -> None:
     if app.current_event.body:
         media_type.check_json(header("content-type"))
+
+
+def exact_json_object(text: str) -> dict[str, Any]:
+    """A JSON object body with its fractional numbers as `Decimal` (never float: money is converted from it), for the
+    routes that read prices from the body; NaN and Infinity are refused."""
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        value = json.loads(text, parse_float=Decimal, parse_constant=refuse_constant)
+    except ValueError as error:
+        raise errors.InvalidRequest(f"the body is not valid JSON: {error}", field="body") from None
+    except RecursionError:
+        raise errors.InvalidRequest("the body nests too deeply", field="body") from None
+    if not isinstance(value, dict):
+        raise errors.InvalidRequest("the body must be a JSON object", field="body")
+    return value
 
 
 def admin_scope() -> Scope:

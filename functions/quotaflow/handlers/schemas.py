@@ -96,6 +96,8 @@ class FromModel(Body):
     input_tokens: Amount = 0
     output_tokens: Amount = 0
     cached_input_tokens: Amount = 0
+    cache_write_tokens: Amount = 0
+    cache_write_1h_tokens: Amount = 0
 
 
 class UsageLine(Body):
@@ -125,6 +127,7 @@ class UsageLines(Body):
 
 class CommitBody(Body):
     lines: list[UsageLine] = Field(default=[], max_length=LINES_MAX)
+    properties: dict[PropertyKey, PropertyValue] = Field(default={}, max_length=PROPERTIES_MAX)
 
     _unique = field_validator("lines")(unique_meters)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 EntryKind = Literal[
     "reserve",
@@ -33,3 +33,4 @@ class LedgerEntry:
     delta_credits: int
     delta_quota: int
     ref: str | None
+    properties: dict[str, Any] | None = None  # what the write said about itself (model, pricing, estimated)

@@ -1,5 +1,6 @@
 """The quotaflow Python SDK: `Client`, `AsyncClient`, typed results and typed errors, and the provider usage adapters
-(`from_openai`, `from_anthropic`, `from_gemini`, `from_mistral`) that turn a model call's usage into a `ModelUsage`.
+(`from_openai`, `from_anthropic`, `from_gemini`, `from_mistral`, `from_bedrock`) that turn a model call's usage into
+a `ModelUsage`.
 
 Needs only httpx and pydantic: nothing here imports the server packages (boto3, Powertools, stripe)."""
 
@@ -64,6 +65,7 @@ from quotaflow.sdk.providers import (
     ModelUsage,
     UnrecognizedUsage,
     from_anthropic,
+    from_bedrock,
     from_gemini,
     from_mistral,
     from_openai,
@@ -135,6 +137,7 @@ __all__ = [
     "VerifyProblem",
     "VerifyResult",
     "from_anthropic",
+    "from_bedrock",
     "from_gemini",
     "from_mistral",
     "from_openai",

@@ -305,6 +305,10 @@ class AsyncClient:
         )
         return await self._send(call, idempotency_key)
 
+    async def send(self, call: Call[T], idempotency_key: str | None = None) -> T:
+        """Send a prepared `calls.*` request, retried under `idempotency_key` (a new one if None)."""
+        return await self._send(call, idempotency_key)
+
     async def get_price(self, model: str) -> models.PriceHistory:
         return await self._send(calls.get_price(model))
 

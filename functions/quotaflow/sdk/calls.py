@@ -30,6 +30,7 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]  # the response's JSON (None for an empty body) -> the typed result
     body: Mapping[str, Any] | None = None
     params: Mapping[str, str | int] | None = None
+    json_text: bytes | None = None  # a body already encoded as JSON (sent instead of `body`), for exact numbers
     user_token: str | None = None  # X-Quotaflow-User-Token, with a publishable key
 
     @property
@@ -164,9 +165,12 @@ def reserve(user_id: str, lines: Amounts, ttl_seconds: int | None) -> Call[model
     return Call("POST", "/v1/reservations", models.ReservationInfo.model_validate, body)
 
 
-def commit(reservation_id: str, lines: Lines | None) -> Call[models.CommitResult]:
+def commit(
+    reservation_id: str, lines: Lines | None, properties: Mapping[str, Any] | None = None
+) -> Call[models.CommitResult]:
     path = f"/v1/reservations/{_segment(reservation_id)}/commit"
-    return Call("POST", path, models.CommitResult.model_validate, {"lines": _lines(lines or {})})
+    body = {"lines": _lines(lines or {}), **({"properties": dict(properties)} if properties else {})}
+    return Call("POST", path, models.CommitResult.model_validate, body)
 
 
 def release(reservation_id: str) -> Call[models.ReleaseResult]:
@@ -283,6 +287,12 @@ def put_price(
         }
     )
     return Call("PUT", f"/v1/prices/{_segment(model)}", models.Price.model_validate, body)
+
+
+def import_prices(catalog_json: bytes, markup_percent: int) -> Call[models.PriceImport]:
+    """A chunk of a LiteLLM cost map, sent as the JSON text it is (its prices must not pass through a float)."""
+    params = {"markup_percent": markup_percent}
+    return Call("POST", "/v1/prices/import", models.PriceImport.model_validate, params=params, json_text=catalog_json)
 
 
 def get_price(model: str) -> Call[models.PriceHistory]:

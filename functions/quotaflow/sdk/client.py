@@ -313,6 +313,16 @@ class Client:
         )
         return self._send(call, idempotency_key)
 
+    def import_prices(
+        self, catalog_json: bytes, *, markup_percent: int = 0, idempotency_key: str | None = None
+    ) -> models.PriceImport:
+        """Import a chunk (under 64 KiB) of a LiteLLM model cost map, its JSON text as is."""
+        return self._send(calls.import_prices(catalog_json, markup_percent), idempotency_key)
+
+    def send(self, call: Call[T], idempotency_key: str | None = None) -> T:
+        """Send a prepared `calls.*` request, retried under `idempotency_key` (a new one if None)."""
+        return self._send(call, idempotency_key)
+
     def get_price(self, model: str) -> models.PriceHistory:
         """The model's current price and every version before it, newest first. No price: NotFound."""
         return self._send(calls.get_price(model))

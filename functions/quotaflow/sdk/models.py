@@ -180,6 +180,7 @@ class LedgerEntry(Model):
     delta_credits: int
     delta_quota: int
     ref: str | None
+    properties: dict[str, Any] | None = None  # what the write recorded about itself: model, pricing, estimated
 
 
 class LedgerPage(Model):
@@ -287,16 +288,32 @@ class Health(Model):
 
 
 class Price(Model):
-    """A model's price as of `version` (each change makes a new version; history keeps the old ones). Integer cents
-    per million tokens; `cached_input_per_million_cents` None means cached input costs as much as input."""
+    """A model's price as of `version` (each change makes a new version; history keeps the old ones). Each class in
+    integer cents per million tokens, or where that is not whole, in millicents (`*_per_million_millicents`). A class
+    without a price costs as input (cached input, cache writes) or as a 5-minute cache write (1-hour cache writes)."""
 
     model: str
     version: int
-    input_per_million_cents: int
-    output_per_million_cents: int
+    input_per_million_cents: int | None = None
+    input_per_million_millicents: int | None = None
+    output_per_million_cents: int | None = None
+    output_per_million_millicents: int | None = None
     cached_input_per_million_cents: int | None = None
+    cached_input_per_million_millicents: int | None = None
+    cache_write_per_million_cents: int | None = None
+    cache_write_per_million_millicents: int | None = None
+    cache_write_1h_per_million_cents: int | None = None
+    cache_write_1h_per_million_millicents: int | None = None
     markup_percent: int
     updated_at: datetime
+
+
+class PriceImport(Model):
+    """What `POST /v1/prices/import` did: new or changed prices, prices already current, and entries it skipped."""
+
+    imported: int
+    unchanged: int
+    skipped: list[dict[str, str]]  # {"model", "reason"}
 
 
 class PriceHistory(Model):

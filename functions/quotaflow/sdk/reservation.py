@@ -61,8 +61,10 @@ class _Held:
         """True until this handle committed or released it."""
         return self.outcome is None
 
-    def _commit_call(self, lines: Lines | None, idempotency_key: str | None) -> tuple[Call[models.CommitResult], str]:
-        return calls.commit(self.id, lines), idempotency_key or step_key(self.idempotency_key, "commit")
+    def _commit_call(
+        self, lines: Lines | None, idempotency_key: str | None, properties: Mapping[str, Any] | None
+    ) -> tuple[Call[models.CommitResult], str]:
+        return calls.commit(self.id, lines, properties), idempotency_key or step_key(self.idempotency_key, "commit")
 
     def _release_call(self, idempotency_key: str | None) -> tuple[Call[models.ReleaseResult], str]:
         return calls.release(self.id), idempotency_key or step_key(self.idempotency_key, "release")
@@ -94,11 +96,17 @@ class Reservation(_Held):
         super().__init__(info, idempotency_key)
         self._send = send
 
-    def commit(self, lines: Lines | None = None, *, idempotency_key: str | None = None) -> models.CommitResult:
+    def commit(
+        self,
+        lines: Lines | None = None,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.CommitResult:
         """Record what was used (`{"tokens": 800}`); the rest of the hold comes back. A meter left out commits 0.
-        A money meter may take the call's `ModelUsage`, priced by the server: `{"tokens": u.total_tokens, "cents": u}`
-        """
-        result = self._send(*self._commit_call(lines, idempotency_key))
+        A money meter may take the call's `ModelUsage`, priced by the server: `{"tokens": u.total_tokens, "cents": u}`.
+        `properties` are kept on the commit's ledger entries."""
+        result = self._send(*self._commit_call(lines, idempotency_key, properties))
         self._ended(result)
         return result
 
@@ -150,9 +158,15 @@ class AsyncReservation(_Held):
         super().__init__(info, idempotency_key)
         self._send = send
 
-    async def commit(self, lines: Lines | None = None, *, idempotency_key: str | None = None) -> models.CommitResult:
+    async def commit(
+        self,
+        lines: Lines | None = None,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.CommitResult:
         """Record what was used (`{"tokens": 800}`); the rest of the hold comes back. A meter left out commits 0."""
-        result = await self._send(*self._commit_call(lines, idempotency_key))
+        result = await self._send(*self._commit_call(lines, idempotency_key, properties))
         self._ended(result)
         return result
 

@@ -53,7 +53,10 @@ def build_request(connection: Connection, call: Call[Any], idempotency_key: str)
         "User-Agent": USER_AGENT,
     }
     content: bytes | None = None
-    if call.body is not None:
+    if call.json_text is not None:
+        headers["Content-Type"] = "application/json"
+        content = call.json_text
+    elif call.body is not None:
         headers["Content-Type"] = "application/json"
         content = json.dumps(call.body, separators=(",", ":")).encode()
     if call.is_write:

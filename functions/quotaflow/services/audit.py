@@ -37,6 +37,7 @@ def ledger(scope: Scope, user_id: str, limit: int, cursor: str | None) -> Ledger
                 delta_credits=e.delta_credits,
                 delta_quota=e.delta_quota,
                 ref=e.ref,
+                properties=e.properties,
             )
             for e in entries
         ],

@@ -48,12 +48,17 @@ def _price_from(item: Item) -> Price:
 
 def put_price(scope: Scope, model: str, body: PriceBody) -> Price:
     """A new version of the model's price; the versions before it stay readable."""
+    return store_price(scope, model, body)[0]
+
+
+def store_price(scope: Scope, model: str, body: PriceBody) -> tuple[Price, bool]:
+    """The model's price as `body` says, and whether that made a new version (the same price again does not)."""
     current = scope.store.get(keys.price(scope.tenant_id, model))
     if (
         current
         and PriceBody.model_validate({field: current["price"].get(field) for field in PriceBody.model_fields}) == body
     ):
-        return _price_from(current)  # PUT is idempotent: the same price again is not a new version
+        return _price_from(current), False
     version = current["price"]["version"] + 1 if current else 1
     price = Price(model=model, version=version, updated_at=iso(scope.now), **body.model_dump())
     tx = scope.store.transaction()
@@ -76,7 +81,7 @@ def put_price(scope: Scope, model: str, body: PriceBody) -> Price:
         scope.store.transact(tx)
     except TransactionCancelled:
         raise Conflict(f"the price of {model} changed concurrently; retry", model=model) from None
-    return price
+    return price, True
 
 
 def get_price(scope: Scope, model: str) -> Price:
@@ -100,8 +105,9 @@ def list_prices(scope: Scope) -> list[Price]:
 
 def quote_one(scope: Scope, model: str, tokens: TokenCounts) -> QuoteLineView:
     price = get_price(scope, model)
-    total = tokens.input_tokens + tokens.output_tokens + tokens.cached_input_tokens
-    return QuoteLineView(model=model, tokens=total, cost_cents=cost(price, tokens), price_version=price.version)
+    return QuoteLineView(
+        model=model, tokens=tokens.total_tokens, cost_cents=cost(price, tokens), price_version=price.version
+    )
 
 
 def quote(scope: Scope, runs: Sequence[tuple[str, TokenCounts]]) -> QuoteView:

@@ -140,6 +140,7 @@ class EntryView(Model):
     delta_credits: int
     delta_quota: int
     ref: str | None
+    properties: dict[str, Any] | None = None
 
 
 class LedgerView(Model):

@@ -173,6 +173,7 @@ def entry_from(item: Item) -> LedgerEntry:
         delta_credits=item["dc"],
         delta_quota=item["dq"],
         ref=item.get("ref"),
+        properties=item.get("properties"),
     )
 
 
