@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
-from quotaflow.ledger.plans import Label, Limit, LimitOverride, StripePlanSettings
+from quotaflow.ledger.plans import FeatureKey, Features, Label, Limit, LimitOverride, StripePlanSettings
 from quotaflow.ledger.prices import ModelName
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
 
@@ -35,11 +35,13 @@ class PlanBody(Body):
     name: Label
     limits: dict[MeterKey, Limit] = Field(max_length=40)
     stripe: StripePlanSettings = StripePlanSettings()
+    features: Features = {}
 
 
 class SubscriptionBody(Body):
     plan_id: EntityId
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=40)
+    custom_features: Features = {}
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
 
 
@@ -55,17 +57,18 @@ class SettingsBody(Body):
 
 
 class CanUseBody(Body):
-    """Either one meter and amount, or lines."""
+    """One meter and amount, or lines, or a feature."""
 
     meter: MeterKey | None = None
     amount: Amount | None = None
     lines: list[Line] | None = Field(default=None, min_length=1, max_length=20)
+    feature: FeatureKey | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> CanUseBody:
         single = self.meter is not None or self.amount is not None
-        if single == (self.lines is not None):
-            raise ValueError("give either meter and amount, or lines")
+        if single + (self.lines is not None) + (self.feature is not None) != 1:
+            raise ValueError("give either meter and amount, or lines, or feature")
         if single and (self.meter is None or self.amount is None):
             raise ValueError("meter and amount go together")
         return self

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from quotaflow.ledger.amounts import Amount, EntityId, MeterKey
+from quotaflow.ledger.amounts import MAX_AMOUNT, Amount, EntityId, MeterKey
 from quotaflow.ledger.periods import PeriodKind
 
 Enforcement = Literal["hard", "soft", "none"]
@@ -14,6 +14,17 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AlertThreshold = Annotated[int, Field(strict=True, ge=1, le=1000)]  # percent of quota + credits
 ALERTS_PER_LIMIT_MAX = 10
 METERS_PER_PLAN_MAX = 40  # keeps a user's limit change (subscription + counters + entries) in one transaction
+FEATURES_PER_PLAN_MAX = 100
+FEATURE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"  # `gpt-4o`, `max_context_tokens`
+
+FeatureKey = Annotated[str, StringConstraints(pattern=FEATURE_PATTERN)]
+# Exact JSON types: `true` stays a boolean, `1` an integer; floats are refused like every amount.
+FeatureValue = (
+    Annotated[bool, Field(strict=True)]
+    | Annotated[int, Field(strict=True, ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+    | Annotated[str, StringConstraints(max_length=256)]
+)
+Features = Annotated[dict[FeatureKey, FeatureValue], Field(max_length=FEATURES_PER_PLAN_MAX)]
 
 
 class Limit(BaseModel):
@@ -53,6 +64,7 @@ class Plan(BaseModel):
     name: Label
     limits: dict[MeterKey, Limit] = Field(max_length=METERS_PER_PLAN_MAX)
     stripe: StripePlanSettings = StripePlanSettings()
+    features: Features = {}
     version: int = 1
 
 
@@ -62,6 +74,7 @@ class Subscription(BaseModel):
     user_id: EntityId
     plan_id: EntityId
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=METERS_PER_PLAN_MAX)
+    custom_features: Features = {}
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
 
 
@@ -99,3 +112,13 @@ def effective_limits(plan: Plan, custom_limits: dict[str, LimitOverride]) -> dic
             ),
         )
     return merged
+
+
+def effective_features(plan: Plan, custom_features: dict[str, bool | int | str]) -> dict[str, bool | int | str]:
+    """A user's entitlements: the plan's features, each override replacing the plan's value or adding one."""
+    return dict(sorted({**plan.features, **custom_features}.items()))
+
+
+def feature_allowed(value: bool | int | str | None) -> bool:
+    """A feature is usable unless it is missing, `false`, `0` or the empty string."""
+    return value is not None and value is not False and value != 0 and value != ""

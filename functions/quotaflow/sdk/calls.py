@@ -83,11 +83,14 @@ def revoke_key(tenant_id: str, key_id: str) -> Call[None]:
 
 
 def plan_spec(
-    name: str, limits: Mapping[str, LimitInput], stripe: models.StripePlanSettings | Mapping[str, Any] | None
+    name: str,
+    limits: Mapping[str, LimitInput],
+    stripe: models.StripePlanSettings | Mapping[str, Any] | None,
+    features: Mapping[str, models.FeatureValue] | None = None,
 ) -> models.PlanSpec:
     """Validate a plan locally (a missing quota fails here, before any request)."""
     return models.PlanSpec.model_validate(
-        _without_none({"name": name, "limits": dict(limits), "stripe": stripe}),
+        _without_none({"name": name, "limits": dict(limits), "stripe": stripe, "features": features}),
     )
 
 
@@ -109,11 +112,13 @@ def upsert_subscription(
     plan_id: str,
     custom_limits: Mapping[str, Mapping[str, Any]] | None,
     stripe_customer_id: str | None,
+    custom_features: Mapping[str, models.FeatureValue] | None = None,
 ) -> Call[models.Subscription]:
     body = _without_none(
         {
             "plan_id": plan_id,
             "custom_limits": {meter: dict(limit) for meter, limit in (custom_limits or {}).items()},
+            "custom_features": dict(custom_features) if custom_features else None,
             "stripe_customer_id": stripe_customer_id,
         }
     )
@@ -151,6 +156,16 @@ def can_use_lines(user_id: str, lines: Amounts, user_token: str | None) -> Call[
     path = f"/v1/users/{_segment(user_id)}/can-use"
     body = {"lines": _lines(lines)}
     return Call("POST", path, models.CanUseLines.model_validate, body, user_token=user_token)
+
+
+def entitlements(user_id: str, user_token: str | None) -> Call[models.Entitlements]:
+    path = f"/v1/users/{_segment(user_id)}/entitlements"
+    return Call("GET", path, models.Entitlements.model_validate, user_token=user_token)
+
+
+def can_use_feature(user_id: str, feature: str, user_token: str | None) -> Call[models.FeatureAllowance]:
+    path = f"/v1/users/{_segment(user_id)}/can-use"
+    return Call("POST", path, models.FeatureAllowance.model_validate, {"feature": feature}, user_token=user_token)
 
 
 # --- reservations --------------------------------------------------------------------------------------

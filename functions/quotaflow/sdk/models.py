@@ -55,6 +55,9 @@ class Usage(Model):
         raise KeyError(meter)
 
 
+FeatureValue = bool | int | str  # in this order, so `true` stays a boolean
+
+
 class CanUse(Model):
     allowed: bool
     remaining: int
@@ -171,6 +174,7 @@ class PlanSpec(Model):
     name: str
     limits: dict[str, Limit]
     stripe: StripePlanSettings = StripePlanSettings()
+    features: dict[str, FeatureValue] = {}  # `{"gpt-4o": true, "max_context_tokens": 128000}`
 
 
 class Plan(PlanSpec):
@@ -189,8 +193,20 @@ class Subscription(Model):
     user_id: str
     plan_id: str
     custom_limits: dict[str, dict[str, Any]]
+    custom_features: dict[str, FeatureValue] = {}
     stripe_customer_id: str | None
     updated_at: datetime | None = None
+
+
+class Entitlements(Model):
+    """A user's features: the plan's, with the subscription's `custom_features` on top."""
+
+    user_id: str
+    features: dict[str, FeatureValue]
+
+
+class FeatureAllowance(Model):
+    allowed: bool
 
 
 class TenantSettings(Model):

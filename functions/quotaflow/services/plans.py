@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
-from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription
+from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription, feature_allowed
 from quotaflow.services.scope import Scope
-from quotaflow.services.users import default_plan_id, get_plan, resync
-from quotaflow.services.views import SettingsView, SubscriptionView
+from quotaflow.services.users import default_plan_id, get_plan, load_user, resync
+from quotaflow.services.views import EntitlementsView, FeatureAllowanceView, SettingsView, SubscriptionView
 from quotaflow.store import items, keys
 from quotaflow.store.table import ConditionFailed
 
@@ -47,6 +47,7 @@ def put_subscription(
     plan_id: str,
     custom_limits: dict[str, LimitOverride],
     stripe_customer_id: str | None,
+    custom_features: dict[str, bool | int | str],
 ) -> SubscriptionView:
     plan = get_plan(scope, plan_id)
     for meter, override in custom_limits.items():
@@ -57,7 +58,12 @@ def put_subscription(
             )
     if len(set(plan.limits) | set(custom_limits)) > METERS_PER_PLAN_MAX:
         raise InvalidRequest(f"at most {METERS_PER_PLAN_MAX} meters per user", field="custom_limits")
-    subscription = resync(scope, user_id, plan, custom_limits=custom_limits, stripe_customer_id=stripe_customer_id)
+    changes = {
+        "custom_limits": custom_limits,
+        "custom_features": custom_features,
+        "stripe_customer_id": stripe_customer_id,
+    }
+    subscription = resync(scope, user_id, plan, changes=changes)
     link_customer(scope, user_id, stripe_customer_id)
     return subscription_view(subscription, scope)
 
@@ -73,6 +79,7 @@ def subscription_view(subscription: Subscription, scope: Scope) -> SubscriptionV
         user_id=subscription.user_id,
         plan_id=subscription.plan_id,
         custom_limits={m: o.model_dump(exclude_none=True) for m, o in subscription.custom_limits.items()},
+        custom_features=subscription.custom_features,
         stripe_customer_id=subscription.stripe_customer_id,
         updated_at=scope.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
@@ -122,3 +129,14 @@ def _set_default_plan(scope: Scope, default_plan: str | None) -> None:
         ):
             if subscriber.get("implicit"):
                 resync(scope, subscriber["gsi1sk"], new_plan, implicit=True)
+
+
+def entitlements(scope: Scope, user_id: str) -> EntitlementsView:
+    """The user's features: the plan's, with the subscription's `custom_features` on top. Read fresh (one
+    Query), never from the container's cache: an entitlement just revoked is revoked at once."""
+    return EntitlementsView(user_id=user_id, features=load_user(scope, user_id).limits.features)
+
+
+def can_use_feature(scope: Scope, user_id: str, feature: str) -> FeatureAllowanceView:
+    features = load_user(scope, user_id).limits.features
+    return FeatureAllowanceView(allowed=feature_allowed(features.get(feature)))

@@ -33,6 +33,7 @@ class UserLimits:
     limits: dict[str, EffectiveLimit]
     limits_version: int
     stored: bool  # False: a default-plan user whose subscription item is not written yet
+    features: dict[str, bool | int | str] = field(default_factory=dict)  # the plan's, merged with overrides
 
 
 class Expiring(Generic[V]):

@@ -13,7 +13,7 @@ from quotaflow.ledger.periods import iso
 from quotaflow.services import credits, plans, users
 from quotaflow.services.scope import Scope
 from quotaflow.services.stripe_config import StripeConfig
-from quotaflow.store import items, keys
+from quotaflow.store import keys
 from quotaflow.store.table import ConditionFailed, Item
 
 GRANTS_PER_PAYMENT_MAX = 20
@@ -114,9 +114,7 @@ def _move_to_plan(scope: Scope, config: StripeConfig, subscription: dict[str, An
         return f"ignored: plan {plan_id} does not exist"
     customer = subscription.get("customer") if isinstance(subscription.get("customer"), str) else None
     plans.link_customer(scope, user, customer)
-    stored = scope.store.get(keys.subscription(scope.tenant_id, user))
-    custom = items.subscription_from(stored).custom_limits if stored and not stored.get("implicit") else {}
-    users.resync(scope, user, plan, custom_limits=custom, stripe_customer_id=customer)
+    users.resync(scope, user, plan, changes={"stripe_customer_id": customer})
     return f"moved {user} to {plan_id}"
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retune
 from quotaflow.ledger.errors import NotFound, Unavailable
 from quotaflow.ledger.periods import period_at
-from quotaflow.ledger.plans import EffectiveLimit, LimitOverride, Plan, Subscription, effective_limits
+from quotaflow.ledger.plans import EffectiveLimit, Plan, Subscription, effective_features, effective_limits
 from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.writes import add_entries
 from quotaflow.store import items, keys
@@ -67,12 +68,14 @@ def load_user(scope: Scope, user_id: str) -> UserState:
             limits=items.limits_from(subscription_item),
             limits_version=subscription_item["limits_version"],
             stored=True,
+            features=subscription_item.get("features", {}),
         )
     else:
         plan_id = default_plan_id(scope)
         if plan_id is None:
             raise NotFound(f"user {user_id!r} has no subscription and the tenant has no default plan", user_id=user_id)
-        limits = UserLimits(plan_id, effective_limits(get_plan(scope, plan_id), {}), 0, stored=False)
+        plan = get_plan(scope, plan_id)
+        limits = UserLimits(plan_id, effective_limits(plan, {}), 0, stored=False, features=effective_features(plan, {}))
     scope.cache.limits.put((scope.tenant_id, user_id), limits)
     return UserState(user_id, subscription_item, limits, counters)
 
@@ -188,36 +191,29 @@ def resync(
     user_id: str,
     plan: Plan,
     *,
-    custom_limits: dict[str, LimitOverride] | None = None,
-    stripe_customer_id: str | None = None,
+    changes: dict[str, Any] | None = None,
     implicit: bool = False,
     only_if_missing: bool = False,
 ) -> Subscription:
     """Put the user on `plan` and apply the resulting limits to their current counters, in one transaction.
 
-    `custom_limits=None` keeps the stored overrides and customer id. Meters dropped from the plan stay,
-    retired, while their counter still holds reservations, so those can still end."""
+    `changes` replaces those fields of the stored subscription (overrides, customer id, anchor); what it leaves
+    out is kept. Meters dropped from the plan stay, retired, while their counter still holds reservations, so
+    those can still end."""
     for attempt in range(RESYNC_ATTEMPTS_MAX):
         pause_before_retry(attempt)
         state = _load_stored(scope, user_id)
         previous = state.subscription_item
         if previous is not None and only_if_missing:
             return items.subscription_from(previous)
-        if custom_limits is None and previous is not None:
-            kept = items.subscription_from(previous)
-            subscription = kept.model_copy(update={"plan_id": plan.plan_id})
-        else:
-            subscription = Subscription(
-                user_id=user_id,
-                plan_id=plan.plan_id,
-                custom_limits=custom_limits or {},
-                stripe_customer_id=stripe_customer_id,
-            )
+        kept = items.subscription_from(previous).model_dump() if previous is not None else {"user_id": user_id}
+        subscription = Subscription.model_validate({**kept, **(changes or {}), "plan_id": plan.plan_id})
         limits = _with_retired(effective_limits(plan, subscription.custom_limits), state)
+        features = effective_features(plan, subscription.custom_features)
         version = state.limits.limits_version + 1
         tx = scope.store.transaction()
         item = items.subscription_item(
-            scope.tenant_id, subscription, limits, version, implicit=implicit, updated_at=scope.now
+            scope.tenant_id, subscription, limits, version, implicit=implicit, updated_at=scope.now, features=features
         )
         if previous is None:
             tx.put("subscription", item, condition="attribute_not_exists(pk)")

@@ -117,8 +117,18 @@ class SubscriptionView(BaseModel):
     user_id: str
     plan_id: str
     custom_limits: dict[str, Any]
+    custom_features: dict[str, bool | int | str] = {}
     stripe_customer_id: str | None
     updated_at: str
+
+
+class EntitlementsView(BaseModel):
+    user_id: str
+    features: dict[str, bool | int | str]
+
+
+class FeatureAllowanceView(BaseModel):
+    allowed: bool
 
 
 class SettingsView(BaseModel):

@@ -72,12 +72,14 @@ def subscription_item(
     *,
     implicit: bool,
     updated_at: datetime,
+    features: dict[str, bool | int | str],
 ) -> Item:
     return {
         **keys.subscription(tenant_id, subscription.user_id),
         "subscription": subscription.model_dump(mode="json", exclude_none=True),
         "limits": {meter: limit.model_dump(mode="json") for meter, limit in limits.items()},
         "limits_version": limits_version,
+        "features": features,
         "implicit": implicit,
         "updated_at": iso(updated_at),
         "gsi1pk": keys.plan_subscribers(tenant_id, subscription.plan_id),
