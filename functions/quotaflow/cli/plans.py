@@ -112,7 +112,14 @@ def apply_plans(qf: Client, desired: dict[str, models.PlanSpec], *, dry_run: boo
     for diff in diffs:
         if diff.action != "unchanged" and not dry_run:
             spec = desired[diff.plan_id]
-            qf.put_plan(diff.plan_id, spec.name, spec.limits, stripe=spec.stripe, features=spec.features)
+            qf.put_plan(
+                diff.plan_id,
+                spec.name,
+                spec.limits,
+                stripe=spec.stripe,
+                features=spec.features,
+                period_anchoring=spec.period_anchoring,
+            )
     return diffs, sorted(set(current) - set(desired))
 
 

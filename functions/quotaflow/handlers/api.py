@@ -222,6 +222,7 @@ def put_plan(plan_id: str, body: Annotated[schemas.PlanBody, Body()]) -> Plan:
         limits=body.limits,
         stripe=body.stripe,
         features=body.features,
+        period_anchoring=body.period_anchoring,
     )
     return plans.put_plan(scope, plan)
 
@@ -249,7 +250,8 @@ def put_subscription(user_id: str, body: Annotated[schemas.SubscriptionBody, Bod
         body.plan_id,
         body.custom_limits,
         body.stripe_customer_id,
-        body.custom_features,
+        custom_features=body.custom_features,
+        period_anchor=body.period_anchor,
     )
 
 

@@ -8,7 +8,16 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
-from quotaflow.ledger.plans import FeatureKey, Features, Label, Limit, LimitOverride, StripePlanSettings
+from quotaflow.ledger.plans import (
+    AnchorTime,
+    FeatureKey,
+    Features,
+    Label,
+    Limit,
+    LimitOverride,
+    PeriodAnchoring,
+    StripePlanSettings,
+)
 from quotaflow.ledger.prices import ModelName
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
 
@@ -36,6 +45,7 @@ class PlanBody(Body):
     limits: dict[MeterKey, Limit] = Field(max_length=40)
     stripe: StripePlanSettings = StripePlanSettings()
     features: Features = {}
+    period_anchoring: PeriodAnchoring = "calendar"
 
 
 class SubscriptionBody(Body):
@@ -43,6 +53,7 @@ class SubscriptionBody(Body):
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=40)
     custom_features: Features = {}
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    period_anchor: AnchorTime | None = None
 
 
 Origin = Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=255)]

@@ -146,12 +146,14 @@ def open_period(previous: Counter | None, limit: EffectiveLimit, period: Period,
     if previous is None:
         return PeriodOpening(fresh.apply(postings[0].delta), None, tuple(postings))
     carried = Delta(credits=unspent_credits(previous), reserved=previous.reserved)
-    closed = previous
+    cut_short = bool(previous.period_end and period.start_iso and period.start_iso < previous.period_end)
+    # a period ends where the next one starts: its billing export stamps its usage before that moment
+    closed = replace(previous, period_end=period.start_iso) if cut_short else previous
     if not carried.is_zero:
         postings.append(Posting("carryover", limit.meter, period.key, carried))
         out = Delta(credits=-carried.credits, reserved=-carried.reserved)
         postings.append(Posting("carryover", limit.meter, previous.period_key, out))
-        closed = previous.apply(out)
+        closed = closed.apply(out)
     current = fresh
     for posting in postings:
         if posting.period_key == period.key:

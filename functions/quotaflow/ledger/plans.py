@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from quotaflow.ledger.amounts import MAX_AMOUNT, Amount, EntityId, MeterKey
-from quotaflow.ledger.periods import PeriodKind
+from quotaflow.ledger.periods import Anchoring, PeriodKind, whole_seconds
 
 Enforcement = Literal["hard", "soft", "none"]
+PeriodAnchoring = Literal[
+    "calendar", "subscription"
+]  # a plan's default: UTC calendar, or from the subscription's start
+AnchorTime = Annotated[AwareDatetime, AfterValidator(whole_seconds)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AlertThreshold = Annotated[int, Field(strict=True, ge=1, le=1000)]  # percent of quota + credits
 ALERTS_PER_LIMIT_MAX = 10
@@ -65,6 +70,7 @@ class Plan(BaseModel):
     limits: dict[MeterKey, Limit] = Field(max_length=METERS_PER_PLAN_MAX)
     stripe: StripePlanSettings = StripePlanSettings()
     features: Features = {}
+    period_anchoring: PeriodAnchoring = "calendar"
     version: int = 1
 
 
@@ -76,6 +82,7 @@ class Subscription(BaseModel):
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=METERS_PER_PLAN_MAX)
     custom_features: Features = {}
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    period_anchor: AnchorTime | None = None  # where day/week/month periods start; None: the plan's default
 
 
 class EffectiveLimit(BaseModel):
@@ -122,3 +129,21 @@ def effective_features(plan: Plan, custom_features: dict[str, bool | int | str])
 def feature_allowed(value: bool | int | str | None) -> bool:
     """A feature is usable unless it is missing, `false`, `0` or the empty string."""
     return value is not None and value is not False and value != 0 and value != ""
+
+
+def effective_anchoring(
+    plan: Plan, subscription: Subscription, started_at: datetime, previous: Anchoring | None, now: datetime
+) -> Anchoring:
+    """Where the holder's periods start: its own `period_anchor`, else the plan's default (the UTC calendar, or
+    the moment the holder subscribed). A change of anchor (not the first one) cuts the running period at `now`."""
+    if subscription.period_anchor is not None:
+        anchor = Anchoring(subscription.period_anchor)
+    elif plan.period_anchoring == "subscription":
+        anchor = Anchoring(started_at)
+    else:
+        anchor = Anchoring()
+    if previous is None:
+        return anchor
+    if previous.anchor == anchor.anchor:
+        return previous
+    return Anchoring(anchor.anchor, since=now)

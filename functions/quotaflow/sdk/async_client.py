@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -181,10 +182,11 @@ class AsyncClient:
         *,
         stripe: models.StripePlanSettings | Mapping[str, Any] | None = None,
         features: Mapping[str, models.FeatureValue] | None = None,
+        period_anchoring: Literal["calendar", "subscription"] | None = None,
         idempotency_key: str | None = None,
     ) -> models.Plan:
         return await self._send(
-            calls.put_plan(plan_id, calls.plan_spec(name, limits, stripe, features)), idempotency_key
+            calls.put_plan(plan_id, calls.plan_spec(name, limits, stripe, features, period_anchoring)), idempotency_key
         )
 
     async def get_plan(self, plan_id: str) -> models.Plan:
@@ -201,9 +203,13 @@ class AsyncClient:
         custom_limits: Mapping[str, Mapping[str, Any]] | None = None,
         custom_features: Mapping[str, models.FeatureValue] | None = None,
         stripe_customer_id: str | None = None,
+        period_anchor: datetime | None = None,
         idempotency_key: str | None = None,
     ) -> models.Subscription:
-        call = calls.upsert_subscription(user_id, plan_id, custom_limits, stripe_customer_id, custom_features)
+        """Replace the user's subscription. `period_anchor`: where their day/week/month periods start."""
+        call = calls.upsert_subscription(
+            user_id, plan_id, custom_limits, stripe_customer_id, custom_features, period_anchor
+        )
         return await self._send(call, idempotency_key)
 
     async def get_subscription(self, user_id: str) -> models.Subscription:

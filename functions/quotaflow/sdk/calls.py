@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote as url_quote
 
@@ -51,6 +52,13 @@ def _line(meter: str, value: int | ModelUsage) -> dict[str, Any]:
     return {"meter": meter, "amount": value}
 
 
+def _iso(moment: datetime) -> str:
+    """The API's timestamp format; a naive datetime is refused rather than guessed."""
+    if moment.tzinfo is None:
+        raise ValueError("period_anchor needs a timezone (e.g. datetime(..., tzinfo=UTC))")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _nothing(_: Any) -> None:
     return None
 
@@ -87,11 +95,17 @@ def plan_spec(
     limits: Mapping[str, LimitInput],
     stripe: models.StripePlanSettings | Mapping[str, Any] | None,
     features: Mapping[str, models.FeatureValue] | None = None,
+    period_anchoring: str | None = None,
 ) -> models.PlanSpec:
     """Validate a plan locally (a missing quota fails here, before any request)."""
-    return models.PlanSpec.model_validate(
-        _without_none({"name": name, "limits": dict(limits), "stripe": stripe, "features": features}),
-    )
+    body = {
+        "name": name,
+        "limits": dict(limits),
+        "stripe": stripe,
+        "features": features,
+        "period_anchoring": period_anchoring,
+    }
+    return models.PlanSpec.model_validate(_without_none(body))
 
 
 def put_plan(plan_id: str, spec: models.PlanSpec) -> Call[models.Plan]:
@@ -113,6 +127,7 @@ def upsert_subscription(
     custom_limits: Mapping[str, Mapping[str, Any]] | None,
     stripe_customer_id: str | None,
     custom_features: Mapping[str, models.FeatureValue] | None = None,
+    period_anchor: datetime | None = None,
 ) -> Call[models.Subscription]:
     body = _without_none(
         {
@@ -120,6 +135,7 @@ def upsert_subscription(
             "custom_limits": {meter: dict(limit) for meter, limit in (custom_limits or {}).items()},
             "custom_features": dict(custom_features) if custom_features else None,
             "stripe_customer_id": stripe_customer_id,
+            "period_anchor": _iso(period_anchor) if period_anchor else None,
         }
     )
     return Call("PUT", f"/v1/users/{_segment(user_id)}/subscription", models.Subscription.model_validate, body)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -190,10 +191,13 @@ class Client:
         *,
         stripe: models.StripePlanSettings | Mapping[str, Any] | None = None,
         features: Mapping[str, models.FeatureValue] | None = None,
+        period_anchoring: Literal["calendar", "subscription"] | None = None,
         idempotency_key: str | None = None,
     ) -> models.Plan:
         """Create or replace a plan; a quota change reaches current counters at once."""
-        return self._send(calls.put_plan(plan_id, calls.plan_spec(name, limits, stripe, features)), idempotency_key)
+        return self._send(
+            calls.put_plan(plan_id, calls.plan_spec(name, limits, stripe, features, period_anchoring)), idempotency_key
+        )
 
     def get_plan(self, plan_id: str) -> models.Plan:
         return self._send(calls.get_plan(plan_id))
@@ -209,9 +213,13 @@ class Client:
         custom_limits: Mapping[str, Mapping[str, Any]] | None = None,
         custom_features: Mapping[str, models.FeatureValue] | None = None,
         stripe_customer_id: str | None = None,
+        period_anchor: datetime | None = None,
         idempotency_key: str | None = None,
     ) -> models.Subscription:
-        call = calls.upsert_subscription(user_id, plan_id, custom_limits, stripe_customer_id, custom_features)
+        """Replace the user's subscription. `period_anchor`: where their day/week/month periods start."""
+        call = calls.upsert_subscription(
+            user_id, plan_id, custom_limits, stripe_customer_id, custom_features, period_anchor
+        )
         return self._send(call, idempotency_key)
 
     def get_subscription(self, user_id: str) -> models.Subscription:

@@ -175,6 +175,7 @@ class PlanSpec(Model):
     limits: dict[str, Limit]
     stripe: StripePlanSettings = StripePlanSettings()
     features: dict[str, FeatureValue] = {}  # `{"gpt-4o": true, "max_context_tokens": 128000}`
+    period_anchoring: Literal["calendar", "subscription"] = "calendar"  # where periods start by default
 
 
 class Plan(PlanSpec):
@@ -195,6 +196,7 @@ class Subscription(Model):
     custom_limits: dict[str, dict[str, Any]]
     custom_features: dict[str, FeatureValue] = {}
     stripe_customer_id: str | None
+    period_anchor: datetime | None = None  # day/week/month periods start here plus whole periods
     updated_at: datetime | None = None
 
 

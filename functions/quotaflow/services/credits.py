@@ -65,7 +65,9 @@ def grant(
         limit = limits.limits.get(meter)
         if limit is None or limit.retired:
             raise InvalidRequest(f"the user's plan has no meter {meter!r}", field="meter")
-        posting = Posting("grant", meter, period_at(limit.period, scope.now).key, Delta(credits=amount))
+        posting = Posting(
+            "grant", meter, period_at(limit.period, scope.now, limits.anchoring).key, Delta(credits=amount)
+        )
         item = grant_item(scope.tenant_id, user_id, record, source)
 
         def write_items(tx: Transaction) -> None:

@@ -56,7 +56,7 @@ def _postings(
     postings = []
     for index, (meter, delta, guard) in enumerate(changes):
         limit = _limit(limits, meter, f"{field}[{index}].meter", ending=ending)
-        postings.append(Posting(kind, meter, period_at(limit.period, scope.now).key, delta, guard))
+        postings.append(Posting(kind, meter, period_at(limit.period, scope.now, limits.anchoring).key, delta, guard))
     return postings
 
 
@@ -340,7 +340,7 @@ def current_counters(scope: Scope, user_id: str) -> tuple[UserLimits, dict[str, 
         if limit.retired:
             continue
         stored = state.counters.get(meter)
-        period = period_at(limit.period, scope.now)
+        period = period_at(limit.period, scope.now, state.limits.anchoring)
         if stored is not None and stored.counter.period_key == period.key:
             counters[meter] = stored.counter
         else:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
+from quotaflow.ledger.periods import iso
 from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription, feature_allowed
 from quotaflow.services.scope import Scope
 from quotaflow.services.users import default_plan_id, get_plan, load_user, resync
@@ -47,8 +50,11 @@ def put_subscription(
     plan_id: str,
     custom_limits: dict[str, LimitOverride],
     stripe_customer_id: str | None,
-    custom_features: dict[str, bool | int | str],
+    *,
+    custom_features: dict[str, bool | int | str] | None = None,
+    period_anchor: datetime | None = None,
 ) -> SubscriptionView:
+    """Replace the user's subscription (fields left out take their defaults) and apply it to the counters."""
     plan = get_plan(scope, plan_id)
     for meter, override in custom_limits.items():
         if meter not in plan.limits and override.quota is None:
@@ -60,8 +66,9 @@ def put_subscription(
         raise InvalidRequest(f"at most {METERS_PER_PLAN_MAX} meters per user", field="custom_limits")
     changes = {
         "custom_limits": custom_limits,
-        "custom_features": custom_features,
+        "custom_features": custom_features or {},
         "stripe_customer_id": stripe_customer_id,
+        "period_anchor": period_anchor,
     }
     subscription = resync(scope, user_id, plan, changes=changes)
     link_customer(scope, user_id, stripe_customer_id)
@@ -80,6 +87,7 @@ def subscription_view(subscription: Subscription, scope: Scope) -> SubscriptionV
         plan_id=subscription.plan_id,
         custom_limits={m: o.model_dump(exclude_none=True) for m, o in subscription.custom_limits.items()},
         custom_features=subscription.custom_features,
+        period_anchor=iso(subscription.period_anchor) if subscription.period_anchor else None,
         stripe_customer_id=subscription.stripe_customer_id,
         updated_at=scope.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )

@@ -8,8 +8,15 @@ from typing import Any
 
 from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retune
 from quotaflow.ledger.errors import NotFound, Unavailable
-from quotaflow.ledger.periods import period_at
-from quotaflow.ledger.plans import EffectiveLimit, Plan, Subscription, effective_features, effective_limits
+from quotaflow.ledger.periods import Anchoring, Period, period_at
+from quotaflow.ledger.plans import (
+    EffectiveLimit,
+    Plan,
+    Subscription,
+    effective_anchoring,
+    effective_features,
+    effective_limits,
+)
 from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.writes import add_entries
 from quotaflow.store import items, keys
@@ -69,13 +76,23 @@ def load_user(scope: Scope, user_id: str) -> UserState:
             limits_version=subscription_item["limits_version"],
             stored=True,
             features=subscription_item.get("features", {}),
+            anchoring=items.anchoring_from(subscription_item),
         )
     else:
         plan_id = default_plan_id(scope)
         if plan_id is None:
             raise NotFound(f"user {user_id!r} has no subscription and the tenant has no default plan", user_id=user_id)
         plan = get_plan(scope, plan_id)
-        limits = UserLimits(plan_id, effective_limits(plan, {}), 0, stored=False, features=effective_features(plan, {}))
+        limits = UserLimits(
+            plan_id,
+            effective_limits(plan, {}),
+            0,
+            stored=False,
+            features=effective_features(plan, {}),
+            anchoring=effective_anchoring(
+                plan, Subscription(user_id=user_id, plan_id=plan_id), scope.now, None, scope.now
+            ),
+        )
     scope.cache.limits.put((scope.tenant_id, user_id), limits)
     return UserState(user_id, subscription_item, limits, counters)
 
@@ -97,18 +114,14 @@ def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
         if limit is None:
             continue  # the caller reports meters the plan lacks
         stored = state.counters.get(meter)
-        period = period_at(limit.period, scope.now)
+        period = period_at(limit.period, scope.now, state.limits.anchoring)
         tx = scope.store.transaction()
         if stored is None or stored.counter.period_key != period.key:
-            _add_opening(
-                tx,
-                scope,
-                user_id,
-                stored,
-                open_period(stored.counter if stored else None, limit, period, version),
-            )
+            opening = open_period(stored.counter if stored else None, limit, period, version)
+            cut = period.start is not None and period.start == state.limits.anchoring.since
+            _add_opening(tx, scope, user_id, stored, opening, ref="period_cut" if cut else "period_open")
         elif stored.counter.limits_version != version:
-            _add_retune(tx, scope, user_id, stored, limit, version)
+            _add_retune(tx, scope, user_id, stored, limit, version, state.limits.anchoring)
         try:
             scope.store.transact(tx)
         except TransactionCancelled:
@@ -116,7 +129,7 @@ def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
 
 
 def _add_opening(
-    tx: Transaction, scope: Scope, user_id: str, stored: StoredCounter | None, opening: PeriodOpening
+    tx: Transaction, scope: Scope, user_id: str, stored: StoredCounter | None, opening: PeriodOpening, ref: str
 ) -> None:
     rev = stored.rev + 1 if stored else 0
     item = items.counter_item(scope.tenant_id, user_id, opening.current, rev=rev)
@@ -128,7 +141,7 @@ def _add_opening(
         closed = items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True)
         closed["exported"] = stored.exported if stored else 0  # the export's final flush continues from here
         tx.put("counter:closed", closed, condition="attribute_not_exists(pk)")
-    add_entries(tx, scope, user_id, opening.postings, ref="period_open")
+    add_entries(tx, scope, user_id, opening.postings, ref=ref)  # period_cut: the holder's anchoring changed
 
 
 def _add_retune(
@@ -138,13 +151,14 @@ def _add_retune(
     stored: StoredCounter,
     limit: EffectiveLimit | None,
     version: int,
+    anchoring: Anchoring,
 ) -> None:
     """Apply new limits to a current counter (a quota change moves `available`); a counter whose period or
-    meter no longer matches only learns the new version, and its next write opens the right period."""
+    meter no longer matches only learns the new version (and, if its period was cut short, its new end: the
+    billing export stamps usage inside the period it belongs to), and its next write opens the right period."""
     key = keys.counter_current(scope.tenant_id, user_id, stored.counter.meter)
-    current = (
-        limit is not None and not limit.retired and period_at(limit.period, scope.now).key == stored.counter.period_key
-    )
+    period = period_at(limit.period, scope.now, anchoring) if limit is not None else None
+    current = limit is not None and not limit.retired and period is not None and period.key == stored.counter.period_key
     # Conditioned on what the change was computed from, not on `rev`: reserves and commits running meanwhile
     # only ADD to used/reserved/available, which commutes with a quota change, so they never starve it.
     condition = "period_key = :pk AND limits_version = :old_v AND quota = :old_q"
@@ -158,9 +172,9 @@ def _add_retune(
         tx.update(
             "counter:version",
             key,
-            "SET limits_version = :v ADD rev :one",
+            "SET limits_version = :v, period_end = :period_end ADD rev :one",
             condition=condition,
-            values={**guard, ":one": 1},
+            values={**guard, ":one": 1, ":period_end": _cut_end(stored.counter, period)},
         )
         return
     updated, posting = retune(stored.counter, limit, version)
@@ -168,8 +182,8 @@ def _add_retune(
     tx.update(
         "counter:retune",
         key,
-        "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v, alerts = :alerts "
-        "ADD quota :dq, available :dq, rev :one",
+        "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v, alerts = :alerts, "
+        "period_end = :period_end ADD quota :dq, available :dq, rev :one",
         condition=condition,
         names={"#period": "period"},
         values={
@@ -178,12 +192,21 @@ def _add_retune(
             ":enforcement": updated.enforcement,
             ":period": updated.period,
             ":alerts": list(updated.alerts),
+            ":period_end": period.end_iso if period else None,
             ":dq": quota_delta,
             ":one": 1,
         },
     )
     if posting:
         add_entries(tx, scope, user_id, [posting], ref="limits_change")
+
+
+def _cut_end(counter: Counter, following: Period | None) -> str | None:
+    """A counter's end once the period `following` is due: where that one starts, if that is sooner."""
+    end, start = counter.period_end, following.start_iso if following else None
+    if end is not None and start is not None and counter.period_key < start < end:
+        return start
+    return end
 
 
 def resync(
@@ -210,10 +233,21 @@ def resync(
         subscription = Subscription.model_validate({**kept, **(changes or {}), "plan_id": plan.plan_id})
         limits = _with_retired(effective_limits(plan, subscription.custom_limits), state)
         features = effective_features(plan, subscription.custom_features)
+        started_at = items.started_from(previous, scope.now) if previous is not None else scope.now
+        previous_anchoring = items.anchoring_from(previous) if previous is not None else None
+        anchoring = effective_anchoring(plan, subscription, started_at, previous_anchoring, scope.now)
         version = state.limits.limits_version + 1
         tx = scope.store.transaction()
         item = items.subscription_item(
-            scope.tenant_id, subscription, limits, version, implicit=implicit, updated_at=scope.now, features=features
+            scope.tenant_id,
+            subscription,
+            limits,
+            version,
+            implicit=implicit,
+            updated_at=scope.now,
+            features=features,
+            anchoring=anchoring,
+            started_at=started_at,
         )
         if previous is None:
             tx.put("subscription", item, condition="attribute_not_exists(pk)")
@@ -225,7 +259,7 @@ def resync(
                 values={":v": state.limits.limits_version},
             )
         for meter, stored in state.counters.items():
-            _add_retune(tx, scope, user_id, stored, limits.get(meter), version)
+            _add_retune(tx, scope, user_id, stored, limits.get(meter), version, anchoring)
         try:
             scope.store.transact(tx)
         except TransactionCancelled:

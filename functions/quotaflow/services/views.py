@@ -119,6 +119,7 @@ class SubscriptionView(BaseModel):
     custom_limits: dict[str, Any]
     custom_features: dict[str, bool | int | str] = {}
     stripe_customer_id: str | None
+    period_anchor: str | None = None  # set on the subscription; None: the plan's default anchoring
     updated_at: str
 
 
