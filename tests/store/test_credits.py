@@ -94,3 +94,44 @@ def test_burn_order_holds_under_concurrent_spending(ddb_store: Store, clock: Clo
     clock.advance(days=3)
     assert expiry.sweep(ddb_store, clock(), tenant.cache).credits_removed == 0
     tenant.assert_verified()
+
+
+def test_a_grant_pays_only_for_usage_after_it_was_granted(store: Store, clock: Clock) -> None:
+    """Given 50 credits and 120 spent on a 100 allowance (20 from the 50), a 40-credit pack granted afterwards
+    paid for nothing: when it expires, all 40 go."""
+    tenant = Tenant(store, clock)
+    tenant.subscribe("u1", MONTHLY, tokens=100)
+    credits.grant(tenant.scope, "u1", "tokens", 50, None, None)
+    metering.track(tenant.scope, "u1", lines(tokens=120), None, None)
+    credits.grant(tenant.scope, "u1", "tokens", 40, clock() + timedelta(days=1), None)
+    assert left(tenant) == {50: 30, 40: 40}
+    clock.advance(days=1)
+    report = expiry.sweep(tenant.store, clock(), tenant.cache)
+    assert (report.grants_expired, report.credits_removed) == (1, 40)
+    assert tenant.counter("u1", "tokens")["remaining"] == 30
+    tenant.assert_verified()
+
+
+def test_usage_after_a_grant_burns_it_first_when_it_expires_first(store: Store, clock: Clock) -> None:
+    tenant = Tenant(store, clock)
+    tenant.subscribe("u1", MONTHLY, tokens=100)
+    credits.grant(tenant.scope, "u1", "tokens", 50, None, None)
+    metering.track(tenant.scope, "u1", lines(tokens=120), None, None)  # 20 of the 50
+    credits.grant(tenant.scope, "u1", "tokens", 40, clock() + timedelta(days=1), None)
+    metering.track(tenant.scope, "u1", lines(tokens=10), None, None)  # from the 40: it expires first
+    assert left(tenant) == {50: 30, 40: 30}
+
+
+def test_a_refund_of_usage_before_a_grant_returns_to_the_grant_that_paid(store: Store, clock: Clock) -> None:
+    """A refund gives credits back to spent grants, latest in burn order first, never above what each granted:
+    the pack granted after the refunded usage stays as it was."""
+    tenant = Tenant(store, clock)
+    tenant.subscribe("u1", MONTHLY, tokens=100)
+    credits.grant(tenant.scope, "u1", "tokens", 50, None, None)
+    metering.track(tenant.scope, "u1", lines(tokens=120), None, None)
+    credits.grant(tenant.scope, "u1", "tokens", 40, clock() + timedelta(days=1), None)
+    metering.refund(tenant.scope, "u1", lines(tokens=20), None, None)
+    assert left(tenant) == {50: 50, 40: 40}
+    clock.advance(days=1)
+    assert expiry.sweep(tenant.store, clock(), tenant.cache).credits_removed == 40
+    tenant.assert_verified()

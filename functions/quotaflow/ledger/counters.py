@@ -124,10 +124,13 @@ class PeriodOpening:
     postings: tuple[Posting, ...]
 
 
-def unspent_credits(counter: Counter) -> int:
+def spent_credits(counter: Counter) -> int:
     """Credits are spent after the period allowance: what the period used beyond its quota came from them."""
-    spent = min(counter.credits, max(0, counter.used - counter.quota))
-    return counter.credits - spent
+    return min(counter.credits, max(0, counter.used - counter.quota))
+
+
+def unspent_credits(counter: Counter) -> int:
+    return counter.credits - spent_credits(counter)
 
 
 def open_period(previous: Counter | None, limit: EffectiveLimit, period: Period, limits_version: int) -> PeriodOpening:

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
-from quotaflow.ledger.counters import Delta, Posting, unspent_credits
-from quotaflow.ledger.credits import Grant, GrantStatus, remaining
-from quotaflow.ledger.errors import InvalidRequest, NotFound, Unavailable
+from quotaflow.ledger.counters import Delta, Posting
+from quotaflow.ledger.credits import CreditBook, Grant, GrantStatus, rebooked, remaining
+from quotaflow.ledger.errors import InvalidRequest, NotFound
 from quotaflow.ledger.periods import iso, period_at
 from quotaflow.services import engine
 from quotaflow.services.idempotency import IdempotencyClaim
-from quotaflow.services.scope import ContainerCache, Scope, UserLimits, pause_before_retry
-from quotaflow.services.users import load_user, prepare
+from quotaflow.services.scope import ContainerCache, Scope, UserLimits
+from quotaflow.services.users import UserState, load_user
 from quotaflow.services.views import GrantView
-from quotaflow.services.writes import add_entries
-from quotaflow.store import keys
+from quotaflow.store import items, keys
 from quotaflow.store.table import Item, Store, Transaction, TransactionCancelled
 
 GRANTS_PAGES_MAX = 10  # 10,000 grants per user and meter
-END_GRANT_ATTEMPTS_MAX = 8
 EXPIRY_LOOKBACK_DAYS = 7  # a sweeper down for up to a week still expires every grant that came due
 GRANTS_PER_SWEEP_MAX = 500
 
@@ -68,14 +67,15 @@ def grant(
         posting = Posting(
             "grant", meter, period_at(limit.period, scope.now, limits.anchoring).key, Delta(credits=amount)
         )
-        item = grant_item(scope.tenant_id, user_id, record, source)
+        books = credit_events(scope, user_id, load_user(scope, user_id), [posting], added=record)
 
         def write_items(tx: Transaction) -> None:
-            tx.put("grant", item)
+            books.write(tx)
+            tx.put("grant", grant_item(scope.tenant_id, user_id, record, source))
             if marker is not None:
                 tx.put(MARKER_TAG, marker, condition="attribute_not_exists(pk)")
 
-        return engine.Change([posting], view.grant_id, extra=write_items)
+        return engine.Change([posting], view.grant_id, extra=write_items, revs=books.revs)
 
     def on_cancel(cancelled: TransactionCancelled) -> None:
         if cancelled.failed(MARKER_TAG):
@@ -83,6 +83,61 @@ def grant(
 
     engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"), on_cancel=on_cancel)
     return view
+
+
+@dataclass(frozen=True)
+class BookWrites:
+    """The credit books a change rewrites, and the counter revs they were computed from."""
+
+    items: list[Item]
+    versions: list[int]
+    revs: dict[str, int]
+
+    def write(self, tx: Transaction) -> None:
+        for item, version in zip(self.items, self.versions, strict=True):
+            tx.put(
+                f"book:{item['meter']}",
+                item,
+                condition="attribute_not_exists(pk) OR version = :v",
+                values={":v": version},
+            )
+
+
+def credit_events(
+    scope: Scope,
+    user_id: str,
+    state: UserState,
+    postings: list[Posting],
+    grants: dict[str, list[Grant]] | None = None,
+    *,
+    added: Grant | None = None,
+    ended: str | None = None,
+) -> BookWrites:
+    """The books of the meters a credit event touches (a grant, a grant's end, a refund), rewritten from
+    `state` (and `grants`, when the caller read them) to what they are after it. Meters that never had a grant
+    have no book and need none; a counter that is not the current one (its period turned) writes nothing: the
+    change is refused as stale and built again."""
+    book_items: list[Item] = []
+    versions: list[int] = []
+    revs: dict[str, int] = {}
+    for posting in postings:
+        book = state.books.get(posting.meter)
+        if book is None and added is None:
+            continue
+        stored = state.counters.get(posting.meter)
+        if stored is None or stored.counter.period_key != posting.period_key:
+            revs[posting.meter] = stored.rev if stored else -1
+            continue
+        book = book or CreditBook({})
+        meter_grants = (grants or {}).get(posting.meter)
+        if meter_grants is None:
+            meter_grants = _grants(scope.store, scope.tenant_id, user_id, posting.meter) if book.left else []
+        after = stored.counter.apply(posting.delta)
+        rewritten = rebooked(meter_grants, book, stored.counter, after, added=added, ended=ended)
+        book_items.append(items.credit_book_item(scope.tenant_id, user_id, posting.meter, rewritten))
+        versions.append(book.version)
+        revs[posting.meter] = stored.rev
+    return BookWrites(book_items, versions, revs)
 
 
 def grant_item(tenant_id: str, user_id: str, record: Grant, source: dict[str, Any] | None) -> Item:
@@ -123,12 +178,13 @@ def _grants(store: Store, tenant_id: str, user_id: str, meter: str) -> list[Gran
 
 
 def list_grants(scope: Scope, user_id: str) -> list[GrantInfo]:
-    """Every grant of the user, with what is left of each (derived in burn order)."""
+    """Every grant of the user, with what is left of each (derived from the meter's credit book)."""
     state = load_user(scope, user_id)
     infos: list[GrantInfo] = []
-    for meter, stored in sorted(state.counters.items()):
+    for meter, book in sorted(state.books.items()):
+        stored = state.counters.get(meter)
         grants = _grants(scope.store, scope.tenant_id, user_id, meter)
-        left = remaining(grants, unspent_credits(stored.counter))
+        left = remaining(grants, book, stored.counter) if stored else {}
         infos += [
             GrantInfo(
                 grant_id=g.grant_id,
@@ -144,48 +200,54 @@ def list_grants(scope: Scope, user_id: str) -> list[GrantInfo]:
     return infos
 
 
+class _Ended(Exception):
+    """The grant had already ended (expired or revoked): nothing to take back."""
+
+
 def end_grant(scope: Scope, user_id: str, meter: str, grant_id: str, status: GrantStatus, reason: str) -> int | None:
     """Take back what is left of a grant (expiry, or a refunded payment), exactly once: the grant's status flip,
-    the counter change and its `grant_expire` entry are one transaction, optimistic on the counter's `rev`.
-    Returns the credits removed, or None if the grant had already ended."""
-    for attempt in range(END_GRANT_ATTEMPTS_MAX):
-        pause_before_retry(attempt)
-        prepare(scope, user_id, [meter])  # the counter must be the current period's
-        stored = load_user(scope, user_id).counters.get(meter)
+    the counter change, the book and the `grant_expire` entry are one transaction, optimistic on the counter's
+    `rev`. Returns the credits removed, or None if the grant had already ended."""
+    taken_by_attempt: list[int] = []
+
+    def build(limits: UserLimits) -> engine.Change:
+        state = load_user(scope, user_id)
         grants = {g.grant_id: g for g in _grants(scope.store, scope.tenant_id, user_id, meter)}
         target = grants.get(grant_id)
         if target is None:
             raise NotFound(f"grant {grant_id!r} does not exist", grant_id=grant_id)
-        if target.status != "active" or stored is None:
-            return None
-        taken = remaining(list(grants.values()), unspent_credits(stored.counter))[grant_id]
-        tx = scope.store.transaction()
-        tx.update(
-            "counter",
-            keys.counter_current(scope.tenant_id, user_id, meter),
-            "ADD credits :minus, available :minus, rev :one",
-            condition="rev = :rev",
-            values={":minus": -taken, ":one": 1, ":rev": stored.rev},
-        )
-        tx.update(
-            "grant",
-            keys.grant(scope.tenant_id, user_id, meter, grant_id),
-            "SET #status = :status, removed = :taken, ended_at = :now REMOVE gsi2pk, gsi2sk",
-            condition="#status = :active",
-            names={"#status": "status"},
-            values={":status": status, ":taken": taken, ":now": iso(scope.now), ":active": "active"},
-        )
-        posting = Posting("grant_expire", meter, stored.counter.period_key, Delta(credits=-taken))
-        add_entries(tx, scope, user_id, [posting], grant_id, {"reason": reason})
-        try:
-            scope.store.transact(tx)
-        except TransactionCancelled as cancelled:
-            if cancelled.failed("grant"):
-                return None
-            continue
-        scope.cache.limits.forget((scope.tenant_id, user_id))
-        return taken
-    raise Unavailable("the user's counter kept changing; the grant will be ended on the next try")
+        stored, book = state.counters.get(meter), state.books.get(meter)
+        if target.status != "active" or stored is None or book is None:
+            raise _Ended(grant_id)
+        taken = remaining(grants.values(), book, stored.counter)[grant_id]
+        taken_by_attempt.append(taken)
+        limit = limits.limits.get(meter)  # the current period's counter takes it; a dropped meter keeps its own
+        period_key = period_at(limit.period, scope.now, limits.anchoring).key if limit else stored.counter.period_key
+        posting = Posting("grant_expire", meter, period_key, Delta(credits=-taken))
+        books = credit_events(scope, user_id, state, [posting], {meter: list(grants.values())}, ended=grant_id)
+
+        def write_items(tx: Transaction) -> None:
+            books.write(tx)
+            tx.update(
+                "grant",
+                keys.grant(scope.tenant_id, user_id, meter, grant_id),
+                "SET #status = :status, removed = :taken, ended_at = :now REMOVE gsi2pk, gsi2sk",
+                condition="#status = :active",
+                names={"#status": "status"},
+                values={":status": status, ":taken": taken, ":now": iso(scope.now), ":active": "active"},
+            )
+
+        return engine.Change([posting], grant_id, {"reason": reason}, extra=write_items, revs=books.revs)
+
+    def on_cancel(cancelled: TransactionCancelled) -> None:
+        if cancelled.failed("grant"):
+            raise _Ended(grant_id)
+
+    try:
+        engine.write(scope, user_id, build, claim=None, body={}, on_cancel=on_cancel)
+    except _Ended:
+        return None
+    return taken_by_attempt[-1]
 
 
 def expire_due_grants(store: Store, now: datetime, cache: ContainerCache) -> tuple[int, int]:

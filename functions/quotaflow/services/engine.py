@@ -4,7 +4,7 @@ it, and read a refusal's CancellationReasons to tell "no room" from "stale count
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ class Change:
     ref: str | None
     properties: dict[str, Any] | None = None
     extra: Callable[[Transaction], None] = field(default=lambda tx: None)
+    revs: dict[str, int] = field(default_factory=dict)  # meters whose change was computed from this counter rev
 
 
 Build = Callable[[UserLimits], Change]
@@ -53,7 +54,7 @@ def write(
         change = build(limits)
         tx = scope.store.transaction()
         for posting in change.postings:
-            add_counter_change(tx, scope, user_id, posting, limits.limits_version)
+            add_counter_change(tx, scope, user_id, posting, limits.limits_version, change.revs.get(posting.meter))
         add_entries(tx, scope, user_id, change.postings, change.ref, change.properties)
         change.extra(tx)
         add_claim(tx, scope, claim, body)
@@ -65,7 +66,7 @@ def write(
             if on_cancel is not None:
                 on_cancel(cancelled)
             try:
-                stale = _refused_postings(cancelled, change.postings, limits)
+                stale, moved = _refused_postings(cancelled, change, limits)
             except InsufficientQuota:
                 if not reclaimable or reclaim is None or reclaim() == 0:
                     raise
@@ -73,26 +74,30 @@ def write(
                 continue
             if stale:
                 prepare(scope, user_id, stale)
-            elif cancelled.conflicted or not cancelled.reasons:
+            elif moved or cancelled.conflicted or not cancelled.reasons:
                 pause_before_retry(attempt + 1)
             else:
                 raise Unavailable(f"write refused for an unknown reason: {cancelled}") from cancelled
     raise Unavailable("too much contention on this user's counters; retry shortly")
 
 
-def _refused_postings(cancelled: TransactionCancelled, postings: Sequence[Posting], limits: UserLimits) -> list[str]:
-    """Meters whose counter was stale (missing, older period, older limits). A guard that failed on a
-    current counter is final: raise the domain error it stands for."""
-    by_meter = {posting.meter: posting for posting in postings}
+def _refused_postings(cancelled: TransactionCancelled, change: Change, limits: UserLimits) -> tuple[list[str], bool]:
+    """Meters whose counter was stale (missing, older period, older limits), and whether a counter the change
+    was computed from moved meanwhile. A guard that failed on a current, unmoved counter is final: raise the
+    domain error it stands for."""
+    by_meter = {posting.meter: posting for posting in change.postings}
     stale: list[str] = []
+    moved = False
     for reason in cancelled.failed(COUNTER_TAG):
         meter = reason.tag.removeprefix(COUNTER_TAG)
         posting = by_meter[meter]
         if _is_stale(reason.item, posting, limits):
             stale.append(meter)
+        elif meter in change.revs and (reason.item or {}).get("rev") != change.revs[meter]:
+            moved = True
         else:
             _raise_guard(reason.item or {}, posting)
-    return stale
+    return stale, moved
 
 
 def _is_stale(item: Item | None, posting: Posting, limits: UserLimits) -> bool:

@@ -12,7 +12,7 @@ from quotaflow.ledger.errors import InvalidRequest, NotFound, ReservationExpired
 from quotaflow.ledger.periods import NO_PERIOD, iso, period_at
 from quotaflow.ledger.plans import EffectiveLimit
 from quotaflow.ledger.reservations import Reservation, Settlement, release, settle
-from quotaflow.services import engine
+from quotaflow.services import credits, engine
 from quotaflow.services.idempotency import IdempotencyClaim
 from quotaflow.services.scope import Scope, UserLimits
 from quotaflow.services.users import load_user
@@ -321,10 +321,10 @@ def refund(
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=-line.amount), Guard.USED_COVERS) for line in lines]
+        postings = _postings(limits, "refund", changes, scope)
+        books = credits.credit_events(scope, user_id, load_user(scope, user_id), postings)  # a refund un-spends
         return engine.Change(
-            _postings(limits, "refund", changes, scope),
-            view.refund_id,
-            {"reason": reason} if reason else None,
+            postings, view.refund_id, {"reason": reason} if reason else None, extra=books.write, revs=books.revs
         )
 
     engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"))

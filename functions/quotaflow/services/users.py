@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retune
+from quotaflow.ledger.credits import CreditBook
 from quotaflow.ledger.errors import NotFound, Unavailable
 from quotaflow.ledger.periods import Anchoring, Period, period_at
 from quotaflow.ledger.plans import (
@@ -39,6 +40,7 @@ class UserState:
     subscription_item: Item | None
     limits: UserLimits
     counters: dict[str, StoredCounter]
+    books: dict[str, CreditBook] = field(default_factory=dict)  # meters that ever had a credit grant
 
     @property
     def subscription(self) -> Subscription | None:
@@ -63,10 +65,12 @@ def load_user(scope: Scope, user_id: str) -> UserState:
     """One Query of the user's partition: subscription and current counters (plus two reads for a default-plan
     user seen for the first time). Refreshes the limits cache."""
     partition = keys.user_partition(scope.tenant_id, user_id)
-    subscription_item, counters = None, {}
+    subscription_item, counters, books = None, {}, {}
     for item in scope.store.query_all(partition, keys.USER_CURRENT_PREFIX, pages_max=USER_PAGES_MAX):
         if item["sk"] == keys.SUBSCRIPTION_SK:
             subscription_item = item
+        elif item["sk"].startswith(keys.CREDIT_BOOK_PREFIX):
+            books[item["meter"]] = items.credit_book_from(item)
         else:
             counters[item["meter"]] = StoredCounter(items.counter_from(item), item["rev"], item.get("exported", 0))
     if subscription_item is not None:
@@ -94,7 +98,7 @@ def load_user(scope: Scope, user_id: str) -> UserState:
             ),
         )
     scope.cache.limits.put((scope.tenant_id, user_id), limits)
-    return UserState(user_id, subscription_item, limits, counters)
+    return UserState(user_id, subscription_item, limits, counters, books)
 
 
 def current_limits(scope: Scope, user_id: str) -> UserLimits:

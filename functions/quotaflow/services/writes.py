@@ -43,8 +43,11 @@ def add_entries(
         tx.put(f"entry:{entry_id}", item)
 
 
-def add_counter_change(tx: Transaction, scope: Scope, user_id: str, posting: Posting, limits_version: int) -> None:
-    """One atomic ADD on the current counter, valid only for the period and limits the caller computed with."""
+def add_counter_change(
+    tx: Transaction, scope: Scope, user_id: str, posting: Posting, limits_version: int, rev: int | None = None
+) -> None:
+    """One atomic ADD on the current counter, valid only for the period and limits the caller computed with
+    (and, given `rev`, only on the very counter state it was computed from)."""
     delta = posting.delta
     conditions = ["period_key = :period_key", "limits_version = :limits_version"]
     values: dict[str, Any] = {
@@ -57,6 +60,9 @@ def add_counter_change(tx: Transaction, scope: Scope, user_id: str, posting: Pos
         ":dq": delta.quota,
         ":da": delta.available,
     }
+    if rev is not None:
+        conditions.append("rev = :rev")
+        values[":rev"] = rev
     taken = -delta.available
     if posting.guard is Guard.ROOM_IF_HARD and taken > 0:
         conditions.append("(enforcement <> :hard OR available >= :taken)")

@@ -7,6 +7,7 @@ from typing import Any
 
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.counters import Counter
+from quotaflow.ledger.credits import CreditBook
 from quotaflow.ledger.entries import LedgerEntry
 from quotaflow.ledger.periods import Anchoring, iso, parse_iso
 from quotaflow.ledger.plans import EffectiveLimit, Plan, Subscription
@@ -180,3 +181,18 @@ def entry_from(item: Item) -> LedgerEntry:
         delta_quota=item["dq"],
         ref=item.get("ref"),
     )
+
+
+def credit_book_item(tenant_id: str, user_id: str, meter: str, book: CreditBook) -> Item:
+    return {
+        **keys.credit_book(tenant_id, user_id, meter),
+        "meter": meter,
+        "left": book.left,
+        "spending": [[grant_id, amount] for grant_id, amount in book.spending],
+        "version": book.version,
+    }
+
+
+def credit_book_from(item: Item) -> CreditBook:
+    spending = tuple((grant_id, amount) for grant_id, amount in item["spending"])
+    return CreditBook(dict(item["left"]), spending, item["version"])

@@ -12,6 +12,7 @@
     T#<tenant>#U#<user>         H#CTR#<meter>#<period>   a closed period's counter
     T#<tenant>#U#<user>         L#<entry_id>             ledger entry (time-ordered ids)
     T#<tenant>#U#<user>         G#<meter>#<grant_id>     credit grant
+    T#<tenant>#U#<user>         S#CB#<meter>             credit book: the meter's grants as of its last credit event
     T#<tenant>#R#<reservation>  RSV                      reservation
     T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
 
@@ -38,6 +39,7 @@ RESERVATION_INDEX_ATTRIBUTES = ("gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")  # remov
 USER_CURRENT_PREFIX = "S#"  # subscription and current counters: one Query is the whole usage picture
 COUNTER_CURRENT_PREFIX = "S#CTR#"
 COUNTER_CLOSED_PREFIX = "H#CTR#"
+CREDIT_BOOK_PREFIX = "S#CB#"  # read with the counters: a credit event needs both
 LEDGER_PREFIX = "L#"
 SUBSCRIPTION_SK = "S#SUB"
 
@@ -146,6 +148,10 @@ def stripe_customer(tenant_id: str, customer_id: str) -> Key:
 
 def grant(tenant_id: str, user_id: str, meter: str, grant_id: str) -> Key:
     return {"pk": user_partition(tenant_id, user_id), "sk": f"{GRANT_PREFIX}{meter}#{grant_id}"}
+
+
+def credit_book(tenant_id: str, user_id: str, meter: str) -> Key:
+    return {"pk": user_partition(tenant_id, user_id), "sk": f"{CREDIT_BOOK_PREFIX}{meter}"}
 
 
 def grant_expiry_bucket(expires_at_iso: str) -> str:
