@@ -16,6 +16,7 @@ from quotaflow.sdk import TenantCreated
 pytestmark = pytest.mark.unit
 QUICKSTART = Path(__file__).with_name("quickstart.py")
 QUICKSTART_PRICES = Path(__file__).with_name("quickstart_prices.py")
+QUICKSTART_PERIODS = Path(__file__).with_name("quickstart_periods.py")
 
 
 def run_snippet(snippet: Path, server: LocalServer, tenant: TenantCreated) -> list[str]:
@@ -37,7 +38,18 @@ def test_the_prices_snippet_runs_as_written_and_prints_what_its_comments_say(
     assert run_snippet(QUICKSTART_PRICES, server, tenant) == ["16000 10", "13500 495"]
 
 
-@pytest.mark.parametrize(("marker", "snippet"), [("sdk-quickstart", QUICKSTART), ("sdk-prices", QUICKSTART_PRICES)])
+def test_the_periods_and_features_snippet_runs_as_written(server: LocalServer, tenant: TenantCreated) -> None:
+    assert run_snippet(QUICKSTART_PERIODS, server, tenant) == [
+        "09:30",
+        "{'gpt-4o': True, 'max_context_tokens': 128000, 'support': 'priority'}",
+        "True False",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("marker", "snippet"),
+    [("sdk-quickstart", QUICKSTART), ("sdk-prices", QUICKSTART_PRICES), ("sdk-periods", QUICKSTART_PERIODS)],
+)
 def test_the_readme_shows_the_snippets_that_run(marker: str, snippet: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     shown = readme.split(f"<!-- {marker}:start -->\n```python\n", 1)[1].split("```\n<!-- ", 1)[0]

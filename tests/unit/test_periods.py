@@ -1,5 +1,6 @@
 """Anchored periods, pure: against a reference that walks the calendar one day at a time, and on the dates
-where month arithmetic goes wrong (anchors on the 29th-31st across leap years and short months)."""
+where month arithmetic goes wrong (anchors on the 29th-31st across leap years and short months); and the
+rollover a period opening computes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from quotaflow.ledger.counters import Counter, Delta, open_period
 from quotaflow.ledger.periods import CALENDAR, Anchoring, PeriodKind, period_at, periods_after
+from quotaflow.ledger.plans import EffectiveLimit, Rollover
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +125,38 @@ def test_none_never_resets_whatever_the_anchor() -> None:
     assert period_at("none", datetime(2026, 11, 27, tzinfo=UTC), Anchoring(datetime(2026, 1, 31, tzinfo=UTC))).key == (
         "none"
     )
+
+
+def test_rollover_is_the_unspent_allowance_capped_and_expires_after_its_periods() -> None:
+    limit = EffectiveLimit(
+        meter="tokens",
+        label="Tokens",
+        quota=1000,
+        period="month",
+        enforcement="hard",
+        rollover=Rollover(max=300, expires_after_periods=3),
+    )
+    anchoring = Anchoring(datetime(2026, 1, 31, tzinfo=UTC))
+    december = period_at("month", datetime(2026, 12, 31, 1, tzinfo=UTC), anchoring)
+    january = periods_after("month", december, 1, anchoring)
+    previous = Counter(
+        meter="tokens",
+        period="month",
+        period_key=december.key,
+        period_end=december.end_iso,
+        label="Tokens",
+        enforcement="hard",
+        limits_version=1,
+    )
+    held = previous.apply(Delta(quota=1000)).apply(Delta(used=800, reserved=150))
+    opening = open_period(held, limit, january, 1, anchoring)
+    assert opening.rollover is not None
+    assert opening.rollover.amount == 200, "holds moving forward are not spent allowance"
+    assert opening.rollover.expires_at == "2027-04-30T00:00:00Z", "end of the 3rd period: Jan 31, Feb 28, Mar 31"
+    assert (opening.current.credits, opening.current.reserved, opening.current.quota) == (200, 150, 1000)
+    barely_used = previous.apply(Delta(quota=1000)).apply(Delta(used=1))
+    assert open_period(barely_used, limit, january, 1, anchoring).rollover.amount == 300  # type: ignore[union-attr]
+    over = previous.apply(Delta(quota=1000)).apply(Delta(used=1200))
+    assert open_period(over, limit, january, 1, anchoring).rollover is None
+    february = periods_after("month", january, 1, anchoring)
+    assert open_period(barely_used, limit, february, 1, anchoring).rollover is None, "January was never opened"

@@ -16,6 +16,7 @@ EntryKind = Literal[
     "grant_expire",
     "quota_change",
     "carryover",
+    "rollover",
 ]
 
 

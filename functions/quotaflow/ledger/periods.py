@@ -106,8 +106,13 @@ def month_start(anchor: datetime, index: int) -> datetime:
     return anchor.replace(year=year, month=month0 + 1, day=day)
 
 
+PERIODS_AHEAD_MAX = 24  # rollover expiry looks at most this far ahead
+
+
 def periods_after(kind: PeriodKind, period: Period, count: int, anchoring: Anchoring) -> Period:
     """The period `count` periods after `period` (0: itself)."""
+    if not 0 <= count <= PERIODS_AHEAD_MAX:
+        raise ValueError(f"count must be 0..{PERIODS_AHEAD_MAX}, got {count}")
     for _ in range(count):
         if period.end is None:
             return period

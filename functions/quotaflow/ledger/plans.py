@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from quotaflow.ledger.amounts import MAX_AMOUNT, Amount, EntityId, MeterKey
 from quotaflow.ledger.periods import Anchoring, PeriodKind, whole_seconds
@@ -32,6 +32,19 @@ FeatureValue = (
 Features = Annotated[dict[FeatureKey, FeatureValue], Field(max_length=FEATURES_PER_PLAN_MAX)]
 
 
+ROLLOVER_PERIODS_MAX = 12
+
+
+class Rollover(BaseModel):
+    """Unspent allowance at a period's end becomes a grant of the next period: at most `max`, expiring at the
+    end of the `expires_after_periods`-th period it is usable in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: Amount
+    expires_after_periods: Annotated[int, Field(strict=True, ge=1, le=ROLLOVER_PERIODS_MAX)] = 1
+
+
 class Limit(BaseModel):
     """A plan's rule for one meter."""
 
@@ -42,6 +55,13 @@ class Limit(BaseModel):
     period: PeriodKind = "month"
     enforcement: Enforcement = "hard"
     alerts: list[AlertThreshold] = Field(default=[], max_length=ALERTS_PER_LIMIT_MAX)
+    rollover: Rollover | None = None
+
+    @model_validator(mode="after")
+    def _rollover_needs_a_period(self) -> Limit:
+        if self.rollover is not None and self.period == "none":
+            raise ValueError("rollover needs a day, week or month period")
+        return self
 
 
 class LimitOverride(BaseModel):
@@ -54,6 +74,7 @@ class LimitOverride(BaseModel):
     period: PeriodKind | None = None
     enforcement: Enforcement | None = None
     alerts: list[AlertThreshold] | None = Field(default=None, max_length=ALERTS_PER_LIMIT_MAX)
+    rollover: Rollover | None = None
 
 
 class StripePlanSettings(BaseModel):
@@ -96,6 +117,7 @@ class EffectiveLimit(BaseModel):
     period: PeriodKind
     enforcement: Enforcement
     alerts: tuple[int, ...] = ()
+    rollover: Rollover | None = None  # ignored on `none` periods: they never end
     retired: bool = False  # dropped from the plan but still holding reservations: they may end, nothing new starts
 
 
@@ -117,6 +139,7 @@ def effective_limits(plan: Plan, custom_limits: dict[str, LimitOverride]) -> dic
             alerts=tuple(
                 sorted(set(override.alerts if override.alerts is not None else (base.alerts if base else [])))
             ),
+            rollover=override.rollover or (base.rollover if base else None),
         )
     return merged
 

@@ -148,6 +148,11 @@ class VerifyResult(Model):
     problems: list[VerifyProblem]
 
 
+class Rollover(Model):
+    max: int
+    expires_after_periods: int = 1
+
+
 class Limit(Model):
     """A plan's rule for one meter. Defaults are the server's, so a plan file may leave them out."""
 
@@ -158,6 +163,7 @@ class Limit(Model):
     period: Period = "month"
     enforcement: Enforcement = "hard"
     alerts: list[int] = []  # percents of quota + credits that trigger a usage.threshold_crossed webhook
+    rollover: Rollover | None = None  # unspent allowance carried into the next period as an expiring grant
 
 
 class StripePlanSettings(Model):

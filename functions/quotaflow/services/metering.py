@@ -345,7 +345,9 @@ def current_counters(scope: Scope, user_id: str) -> tuple[UserLimits, dict[str, 
             counters[meter] = stored.counter
         else:
             previous = stored.counter if stored else None
-            counters[meter] = open_period(previous, limit, period, state.limits.limits_version).current
+            counters[meter] = open_period(
+                previous, limit, period, state.limits.limits_version, state.limits.anchoring
+            ).current
     return state.limits, counters
 
 

@@ -18,6 +18,7 @@ from quotaflow.ledger.plans import (
     effective_features,
     effective_limits,
 )
+from quotaflow.services.grants import add_rollover
 from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.writes import add_entries
 from quotaflow.store import items, keys
@@ -121,9 +122,11 @@ def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
         period = period_at(limit.period, scope.now, state.limits.anchoring)
         tx = scope.store.transaction()
         if stored is None or stored.counter.period_key != period.key:
-            opening = open_period(stored.counter if stored else None, limit, period, version)
-            cut = period.start is not None and period.start == state.limits.anchoring.since
+            anchoring = state.limits.anchoring
+            opening = open_period(stored.counter if stored else None, limit, period, version, anchoring)
+            cut = period.start is not None and period.start == anchoring.since
             _add_opening(tx, scope, user_id, stored, opening, ref="period_cut" if cut else "period_open")
+            add_rollover(tx, scope, user_id, state.books.get(meter), opening)
         elif stored.counter.limits_version != version:
             _add_retune(tx, scope, user_id, stored, limit, version, state.limits.anchoring)
         try:
