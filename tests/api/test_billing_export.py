@@ -141,3 +141,27 @@ def test_a_dry_run_reports_without_sending(metered: Api, clock: Clock, stub: Str
     assert (report["dry_run"], report["events_sent"], report["value_sent"]) == (True, 1, 800)
     assert stub.meter_events == []
     assert run(clock)["events_sent"] == 1
+
+
+def test_exports_are_stamped_inside_anchored_periods_even_when_an_anchor_change_cuts_one(
+    metered: Api, clock: Clock, stub: StripeStub
+) -> None:
+    anchored = {"plan_id": "plan_metered", "stripe_customer_id": "cus_1", "period_anchor": "2026-11-15T00:00:00Z"}
+    assert metered("PUT", "/v1/users/u1/subscription", anchored).status == 200
+    use(metered, "u1", 800)  # in [2026-11-15, 2026-12-15)
+    clock.advance(hours=2)  # 12:00: the billing date moves; the running period ends here, unexported
+    moved = {**anchored, "period_anchor": "2026-11-20T00:00:00Z"}
+    assert metered("PUT", "/v1/users/u1/subscription", moved).status == 200
+    cut_at = int(clock().timestamp())
+    clock.advance(hours=1)
+    stub.now_epoch_s = int(clock().timestamp())
+    run(clock)
+    first = [int(e["timestamp"]) for e in stub.meter_events if e["payload"]["stripe_customer_id"] == "cus_1"]
+    assert first == [cut_at - 1], "the cut period's usage is stamped before the cut, not at the run"
+    use(metered, "u1", 50)  # in the new period [12:00, 2026-12-20)
+    clock.advance(minutes=10)
+    stub.now_epoch_s = int(clock().timestamp())
+    run(clock)
+    stamps = [int(e["timestamp"]) for e in stub.meter_events if e["payload"]["stripe_customer_id"] == "cus_1"]
+    assert stamps[1:] == [int(clock().timestamp())] and stamps[1] >= cut_at
+    assert metered("POST", "/v1/verify", {}).body["ok"] is True

@@ -122,6 +122,40 @@ def test_subscription_events_move_the_user_between_plans(shop: Api, clock: Clock
     assert shop("GET", "/v1/users/user_42/subscription").body["plan_id"] == "plan_paygo"
 
 
+def test_a_subscription_update_moves_the_period_anchor(shop: Api, clock: Clock) -> None:
+    assert deliver("customer.subscription.created", clock)[0] == 200  # Stripe's period started 2026-11-10T10:00
+    assert shop("GET", "/v1/users/user_42/subscription").body["period_anchor"] == "2026-11-10T10:00:00Z"
+    counter = tokens(shop, "user_42")
+    assert (counter["period_start"], counter["period_end"]) == ("2026-11-27T10:00:00Z", "2026-12-10T10:00:00Z"), (
+        "the calendar month running at the change is cut there; the next period ends on the billing date"
+    )
+    assert (
+        shop("POST", "/v1/events", {"user_id": "user_42", "lines": [{"meter": "tokens", "amount": 700}]}).status == 201
+    )
+    clock.advance(days=1, seconds=5)
+    assert deliver("customer.subscription.updated.anchor_moved", clock)[0] == 200  # the cycle reset on the 28th
+    assert shop("GET", "/v1/users/user_42/subscription").body["period_anchor"] == "2026-11-28T10:00:00Z"
+    counter = tokens(shop, "user_42")
+    assert (counter["period_start"], counter["period_end"]) == ("2026-11-28T10:00:05Z", "2026-12-28T10:00:00Z")
+    assert (counter["used"], counter["quota"]) == (0, 1_000_000), "a new period: the 700 stay in the old one"
+    assert shop("POST", "/v1/events", {"user_id": "user_42", "lines": [{"meter": "tokens", "amount": 1}]}).status == 201
+    entries = shop("GET", "/v1/users/user_42/ledger", query="limit=200").body["entries"]
+    opened = [e for e in entries if e["ref"] == "period_cut"]
+    assert {e["period_start"] for e in opened} == {"2026-11-27T10:00:00Z", "2026-11-28T10:00:05Z"}, "both cuts"
+    assert shop("POST", "/v1/verify", {"user_id": "user_42"}).body["ok"] is True
+
+
+def test_before_basil_the_anchor_is_the_subscriptions_own_period_start(shop: Api, clock: Clock) -> None:
+    event = json.loads((EVENTS / "customer.subscription.updated.anchor_moved.json").read_text())
+    event["id"], event["api_version"] = "evt_acacia_shape_0001", "2024-09-30.acacia"
+    subscription = event["data"]["object"]
+    item = subscription["items"]["data"][0]
+    subscription["current_period_start"] = item.pop("current_period_start")  # where older versions kept it
+    subscription["current_period_end"] = item.pop("current_period_end")
+    assert deliver(event, clock)[0] == 200
+    assert shop("GET", "/v1/users/user_42/subscription").body["period_anchor"] == "2026-11-28T10:00:00Z"
+
+
 def test_a_refunded_charge_revokes_what_is_left_of_the_pack(shop: Api, clock: Clock) -> None:
     deliver("checkout.session.completed.paid", clock)
     spent = shop("POST", "/v1/events", {"user_id": "user_42", "lines": [{"meter": "tokens", "amount": 30_000}]})

@@ -79,6 +79,17 @@ def test_a_changed_file_shows_each_changed_field_and_updates_only_that_plan(appl
     assert qf_tenant.get_plan("plan_paygo").version == 1
 
 
+def test_features_are_plans_as_code_too(apply: Apply, qf_tenant: Client) -> None:
+    with_features = PLANS_V1 + "    features: {gpt-4o: true, max_context_tokens: 128000, support: email}\n"
+    out = apply(with_features)
+    assert "    features.gpt-4o: true" in out and '    features.support: "email"' in out
+    assert qf_tenant.get_plan("plan_pro").features == {"gpt-4o": True, "max_context_tokens": 128000, "support": "email"}
+    out = apply(with_features.replace("gpt-4o: true", "gpt-4o: false"))
+    assert "    features.gpt-4o: true -> false" in out and "~ plan_pro" in out
+    assert qf_tenant.get_plan("plan_pro").features["gpt-4o"] is False
+    assert apply(with_features.replace("gpt-4o: true", "gpt-4o: false")).splitlines()[-1].endswith("2 unchanged")
+
+
 def test_a_dry_run_shows_the_diff_and_changes_nothing(apply: Apply, qf_tenant: Client) -> None:
     apply(PLANS_V1)
     out = apply(PLANS_V2, "--dry-run")

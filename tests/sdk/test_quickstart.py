@@ -18,6 +18,7 @@ pytestmark = pytest.mark.unit
 QUICKSTART = Path(__file__).with_name("quickstart.py")
 QUICKSTART_PRICES = Path(__file__).with_name("quickstart_prices.py")
 QUICKSTART_RUNS = Path(__file__).with_name("quickstart_runs.py")
+QUICKSTART_PERIODS = Path(__file__).with_name("quickstart_periods.py")
 
 
 def run_snippet(snippet: Path, server: LocalServer, tenant: TenantCreated) -> list[str]:
@@ -49,9 +50,22 @@ def test_the_agent_run_snippet_runs_as_written(server: LocalServer, tenant: Tena
     ]
 
 
+def test_the_periods_and_features_snippet_runs_as_written(server: LocalServer, tenant: TenantCreated) -> None:
+    assert run_snippet(QUICKSTART_PERIODS, server, tenant) == [
+        "09:30",
+        "{'gpt-4o': True, 'max_context_tokens': 128000, 'support': 'priority'}",
+        "True False",
+    ]
+
+
 @pytest.mark.parametrize(
     ("marker", "snippet"),
-    [("sdk-quickstart", QUICKSTART), ("sdk-prices", QUICKSTART_PRICES), ("sdk-runs", QUICKSTART_RUNS)],
+    [
+        ("sdk-quickstart", QUICKSTART),
+        ("sdk-prices", QUICKSTART_PRICES),
+        ("sdk-runs", QUICKSTART_RUNS),
+        ("sdk-periods", QUICKSTART_PERIODS),
+    ],
 )
 def test_the_readme_shows_the_snippets_that_run(marker: str, snippet: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -1,5 +1,7 @@
 """Model-based test: random sequences of every balance operation against the store and a tiny reference model,
-checking the invariants after every step. Runs on moto in the default suite and longer on DynamoDB Local."""
+checking the invariants after every step. Periods are anchored (a random anchor, moved by a rule) and tokens
+roll unspent allowance over; the model finds period starts with the day-by-day reference of the period tests.
+Runs on moto in the default suite and longer on DynamoDB Local."""
 
 from __future__ import annotations
 
@@ -21,22 +23,39 @@ from quotaflow.ledger.errors import (
     ReservationExpired,
     ReservationNotPending,
 )
-from quotaflow.ledger.plans import Limit, LimitOverride, Plan
+from quotaflow.ledger.plans import Limit, LimitOverride, Plan, Rollover
 from quotaflow.ledger.runs import LIFETIME_MAX
 from quotaflow.services import credits, metering, plans, runs
 from quotaflow.store.table import Store
 from tests.conftest import Clock
 from tests.store.helpers import Tenant, lines
+from tests.unit.test_periods import reference_bounds
 
+ROLLOVER_MAX = 40
 PLAN = Plan(
     plan_id="hybrid",
     name="Hybrid",
     limits={
-        "tokens": Limit(label="Tokens", quota=100, period="month", enforcement="hard"),
+        "tokens": Limit(
+            label="Tokens",
+            quota=100,
+            period="month",
+            enforcement="hard",
+            rollover=Rollover(max=ROLLOVER_MAX, expires_after_periods=12),  # the model runs no grant sweeper
+        ),
         "requests": Limit(label="Requests", quota=5, period="day", enforcement="soft"),
     },
 )
 HARD = {"tokens"}
+KINDS = {"tokens": "month", "requests": "day"}
+anchors = st.sampled_from(
+    [
+        datetime(2026, 1, 31, 9, 30, tzinfo=UTC),
+        datetime(2026, 3, 30, 23, 0, tzinfo=UTC),
+        datetime(2024, 2, 29, 4, 15, tzinfo=UTC),
+        datetime(2026, 11, 27, 11, 0, tzinfo=UTC),
+    ]
+)
 TABLE_NUMBERS = itertools.count()
 TTL_SECONDS = 3600
 meters = st.sampled_from(["tokens", "requests"])
@@ -54,10 +73,11 @@ class ModelCounter:
     def available(self) -> int:
         return self.quota + self.credits - self.used - self.reserved
 
-    def roll(self, quota: int) -> ModelCounter:
-        """A new period: allowance renewed, unspent credits and pending holds carried."""
+    def roll(self, quota: int, rollover_max: int) -> ModelCounter:
+        """A new period: allowance renewed, unspent credits and pending holds carried, unspent allowance rolled."""
         spent = min(self.credits, max(0, self.used - self.quota))
-        return ModelCounter(quota=quota, credits=self.credits - spent, reserved=self.reserved)
+        rolled = min(rollover_max, max(0, self.quota - self.used))
+        return ModelCounter(quota=quota, credits=self.credits - spent + rolled, reserved=self.reserved)
 
 
 @dataclass
@@ -69,31 +89,49 @@ class ModelReservation:
     expires_at: datetime
 
 
-def period_key(meter: str, now: datetime) -> tuple[int, ...]:
-    return (now.year, now.month) if meter == "tokens" else (now.year, now.month, now.day)
+def period_key(meter: str, now: datetime, anchor: datetime, since: datetime | None) -> datetime:
+    start, _ = reference_bounds(KINDS[meter], anchor, now)
+    return since if since is not None and start < since <= now else start
 
 
 class Metering(RuleBasedStateMachine):
     store: Store  # set by the test that runs the machine
     reservations = Bundle("reservations")
 
-    @initialize()
-    def setup(self) -> None:
+    @initialize(anchor=anchors)
+    def setup(self, anchor: datetime) -> None:
         self.clock = Clock(datetime(2026, 11, 27, 10, 0, tzinfo=UTC))
         table = Store(self.store.client, f"model-{next(TABLE_NUMBERS)}")  # moto's queries scan the whole table
         table.create_table()
         self.table = table
         self.tenant = Tenant(table, self.clock)
         plans.put_plan(self.tenant.scope, PLAN)
-        plans.put_subscription(self.tenant.scope, "u1", "hybrid", {}, None)
+        self.anchor, self.since = anchor, None
+        plans.put_subscription(self.tenant.scope, "u1", "hybrid", {}, None, period_anchor=anchor)
         self.quota = {"tokens": 100, "requests": 5}
         self.model = {meter: ModelCounter(quota) for meter, quota in self.quota.items()}
-        self.periods = {meter: period_key(meter, self.clock.now) for meter in self.model}
+        self.periods = {meter: self.period(meter) for meter in self.model}
+        metering.track(self.tenant.scope, "u1", lines(tokens=0), None, None)  # the first period opened, as turns do
         self.pending: dict[str, ModelReservation] = {}
         self.expired: set[str] = set()  # ended by expiry: commit and release say "expired", not "not pending"
 
     def counter(self, meter: str) -> ModelCounter:
         return self.model[meter]
+
+    def period(self, meter: str) -> datetime:
+        return period_key(meter, self.clock.now, self.anchor, self.since)
+
+    def turn_periods(self) -> None:
+        """Roll every meter whose period changed. A rolled-over period is opened at once (a zero write): the
+        store rolls over from the period just before the one it opens, so none is skipped unopened."""
+        for meter in self.model:
+            key = self.period(meter)
+            if key != self.periods[meter]:
+                rollover_max = ROLLOVER_MAX if meter == "tokens" else 0
+                self.model[meter] = self.model[meter].roll(self.quota[meter], rollover_max)
+                self.periods[meter] = key
+                if rollover_max:
+                    metering.track(self.tenant.scope, "u1", lines(**{meter: 0}), None, None)
 
     def fits(self, meter: str, amount: int) -> bool:
         return meter not in HARD or amount == 0 or self.counter(meter).available >= amount
@@ -256,18 +294,24 @@ class Metering(RuleBasedStateMachine):
 
     @rule(quota=st.integers(min_value=0, max_value=200))
     def change_quota(self, quota: int) -> None:
-        plans.put_subscription(self.tenant.scope, "u1", "hybrid", {"tokens": LimitOverride(quota=quota)}, None)
+        overrides = {"tokens": LimitOverride(quota=quota)}
+        plans.put_subscription(self.tenant.scope, "u1", "hybrid", overrides, None, period_anchor=self.anchor)
         self.counter("tokens").quota += quota - self.quota["tokens"]
         self.quota["tokens"] = quota
+
+    @rule(anchor=anchors)
+    def move_anchor(self, anchor: datetime) -> None:
+        """A new anchor cuts the running periods at this moment; the same anchor again changes nothing."""
+        overrides = {"tokens": LimitOverride(quota=self.quota["tokens"])}
+        plans.put_subscription(self.tenant.scope, "u1", "hybrid", overrides, None, period_anchor=anchor)
+        if anchor != self.anchor:
+            self.anchor, self.since = anchor, self.clock.now
+        self.turn_periods()
 
     @rule(hours=st.sampled_from([1, 7, 30, 24 * 6]))
     def advance(self, hours: int) -> None:
         self.clock.advance(hours=hours)
-        for meter in self.model:
-            key = period_key(meter, self.clock.now)
-            if key != self.periods[meter]:
-                self.model[meter] = self.model[meter].roll(self.quota[meter])
-                self.periods[meter] = key
+        self.turn_periods()
 
     @rule()
     def expire_overdue(self) -> None:

@@ -8,6 +8,7 @@ The file:
         name: Pay as you go
         limits:
           tokens: {label: Tokens, quota: 0, period: none, enforcement: hard}
+        features: {gpt-4o: true, max_context_tokens: 128000}
 """
 
 from __future__ import annotations
@@ -111,7 +112,14 @@ def apply_plans(qf: Client, desired: dict[str, models.PlanSpec], *, dry_run: boo
     for diff in diffs:
         if diff.action != "unchanged" and not dry_run:
             spec = desired[diff.plan_id]
-            qf.put_plan(diff.plan_id, spec.name, spec.limits, stripe=spec.stripe)
+            qf.put_plan(
+                diff.plan_id,
+                spec.name,
+                spec.limits,
+                stripe=spec.stripe,
+                features=spec.features,
+                period_anchoring=spec.period_anchoring,
+            )
     return diffs, sorted(set(current) - set(desired))
 
 
@@ -161,6 +169,7 @@ def add_commands(commands: Subparsers) -> None:
         ),
         epilog="FILE format:\n  plans:\n    plan_paygo:\n      name: Pay as you go\n      limits:\n"
         "        tokens: {label: Tokens, quota: 0, period: none, enforcement: hard}\n"
+        "      features: {gpt-4o: true, max_context_tokens: 128000}\n"
         "period: day|week|month|none (default month); enforcement: hard|soft|none (default hard)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -31,6 +31,7 @@ def put_account(account_id: str, body: Annotated[schemas.AccountBody, Body()]) -
         body.custom_limits,
         body.parent_id,
         body.stripe_customer_id,
+        body.period_anchor,
     )
 
 

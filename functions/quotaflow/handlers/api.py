@@ -56,7 +56,9 @@ from quotaflow.services.views import (
     CanUseLinesView,
     CanUseView,
     CommitView,
+    EntitlementsView,
     EventView,
+    FeatureAllowanceView,
     GrantView,
     KeyCreatedView,
     LedgerView,
@@ -231,7 +233,14 @@ def revoke_key(tenant_id: str, key_id: str) -> Response[None]:
 @access("secret")
 def put_plan(plan_id: str, body: Annotated[schemas.PlanBody, Body()]) -> Plan:
     scope = tenant_scope()
-    plan = Plan(plan_id=path_id(plan_id, "plan_id"), name=body.name, limits=body.limits, stripe=body.stripe)
+    plan = Plan(
+        plan_id=path_id(plan_id, "plan_id"),
+        name=body.name,
+        limits=body.limits,
+        stripe=body.stripe,
+        features=body.features,
+        period_anchoring=body.period_anchoring,
+    )
     return plans.put_plan(scope, plan)
 
 
@@ -253,7 +262,14 @@ def list_plans() -> dict[str, list[Plan]]:
 def put_subscription(user_id: str, body: Annotated[schemas.SubscriptionBody, Body()]) -> SubscriptionView:
     scope = tenant_scope()
     return plans.put_subscription(
-        scope, path_id(user_id, "user_id"), body.plan_id, body.custom_limits, body.stripe_customer_id, body.account_id
+        scope,
+        path_id(user_id, "user_id"),
+        body.plan_id,
+        body.custom_limits,
+        body.stripe_customer_id,
+        custom_features=body.custom_features,
+        period_anchor=body.period_anchor,
+        account_id=body.account_id,
     )
 
 
@@ -293,12 +309,23 @@ def usage(user_id: str) -> UsageView:
 
 @app.post("/v1/users/<user_id>/can-use")
 @access("user")
-def can_use(user_id: str, body: Annotated[schemas.CanUseBody, Body()]) -> CanUseView | CanUseLinesView:
+def can_use(
+    user_id: str, body: Annotated[schemas.CanUseBody, Body()]
+) -> CanUseView | CanUseLinesView | FeatureAllowanceView:
     scope = tenant_scope("user", user_id)
     user = path_id(user_id, "user_id")
+    if body.feature is not None:
+        return plans.can_use_feature(scope, user, body.feature)
     if body.lines is not None:
         return balances.can_use_lines(scope, user, body.lines)
     return balances.can_use_one(scope, user, Line(meter=body.meter or "", amount=body.amount or 0))
+
+
+@app.get("/v1/users/<user_id>/entitlements")
+@access("user")
+def entitlements(user_id: str) -> EntitlementsView:
+    scope = tenant_scope("user", user_id)
+    return plans.entitlements(scope, path_id(user_id, "user_id"))
 
 
 # --- reservations --------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def _authorize(level: Access, user_id: str | None) -> Principal | None:
         raise errors.Forbidden("tenant keys cannot manage tenants")
     if principal.kind == "publishable":
         if level != "user" or user_id is None:
-            raise errors.Forbidden("publishable keys may only read usage and ask can-use")
+            raise errors.Forbidden("publishable keys may only read usage and entitlements and ask can-use")
         token = header("x-quotaflow-user-token")
         if not token:
             raise errors.Unauthenticated("publishable keys need an X-Quotaflow-User-Token header")
@@ -255,9 +255,9 @@ def undecodable_body(event: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-# --- CORS for the browser widget: only usage and can-use, only from the tenant's allowed origins -------------
+# --- CORS for the browser widget: usage, entitlements and can-use, only from the tenant's allowed origins ---
 
-BROWSER_ROUTE = re.compile(r"^/v1/users/[^/]+/(usage|can-use)$")
+BROWSER_ROUTE = re.compile(r"^/v1/users/[^/]+/(usage|can-use|entitlements)$")
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Quotaflow-User-Token",

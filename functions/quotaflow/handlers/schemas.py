@@ -9,7 +9,16 @@ from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, field_
 
 from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
 from quotaflow.ledger.model import Model
-from quotaflow.ledger.plans import Label, Limit, LimitOverride, StripePlanSettings
+from quotaflow.ledger.plans import (
+    AnchorTime,
+    FeatureKey,
+    Features,
+    Label,
+    Limit,
+    LimitOverride,
+    PeriodAnchoring,
+    StripePlanSettings,
+)
 from quotaflow.ledger.prices import ModelName
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
 from quotaflow.services.pricing import PricedLine
@@ -37,13 +46,17 @@ class PlanBody(Body):
     name: Label
     limits: dict[MeterKey, Limit] = Field(max_length=40)
     stripe: StripePlanSettings = Field(default_factory=StripePlanSettings)
+    features: Features = Field(default_factory=dict)
+    period_anchoring: PeriodAnchoring = "calendar"
 
 
 class SubscriptionBody(Body):
     plan_id: EntityId
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=40)
+    custom_features: Features = Field(default_factory=dict)
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     account_id: EntityId | None = None  # the account whose pools the user draws on too
+    period_anchor: AnchorTime | None = None
 
 
 class AccountBody(Body):
@@ -52,6 +65,7 @@ class AccountBody(Body):
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=40)
     parent_id: EntityId | None = None
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    period_anchor: AnchorTime | None = None
 
 
 Origin = Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=255)]
@@ -66,17 +80,18 @@ class SettingsBody(Body):
 
 
 class CanUseBody(Body):
-    """Either one meter and amount, or lines."""
+    """One meter and amount, or lines, or a feature."""
 
     meter: MeterKey | None = None
     amount: Amount | None = None
     lines: list[Line] | None = Field(default=None, min_length=1, max_length=20)
+    feature: FeatureKey | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> CanUseBody:
         single = self.meter is not None or self.amount is not None
-        if single == (self.lines is not None):
-            raise ValueError("give either meter and amount, or lines")
+        if single + (self.lines is not None) + (self.feature is not None) != 1:
+            raise ValueError("give either meter and amount, or lines, or feature")
         if single and (self.meter is None or self.amount is None):
             raise ValueError("meter and amount go together")
         return self

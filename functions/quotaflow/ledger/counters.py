@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from quotaflow.ledger.errors import InvariantViolation
-from quotaflow.ledger.periods import Period, PeriodKind
+from quotaflow.ledger.periods import CALENDAR, NO_PERIOD, Anchoring, Period, PeriodKind, periods_after
 from quotaflow.ledger.plans import EffectiveLimit, Enforcement
 
 
@@ -123,6 +123,15 @@ class PeriodOpening:
     current: Counter
     closed: Counter | None
     postings: tuple[Posting, ...]
+    rollover: RolloverGrant | None = None
+
+
+@dataclass(frozen=True)
+class RolloverGrant:
+    """What is left of the previous period's allowance, granted to the new period (its `rollover` posting)."""
+
+    amount: int
+    expires_at: str
 
 
 def spent_credits(counter: Counter) -> int:
@@ -134,8 +143,38 @@ def unspent_credits(counter: Counter) -> int:
     return counter.credits - spent_credits(counter)
 
 
-def open_period(previous: Counter | None, limit: EffectiveLimit, period: Period, limits_version: int) -> PeriodOpening:
-    """Open `period` for a meter: allowance from the limit; unspent credits and pending holds move forward."""
+def unspent_allowance(previous: Counter | None, period: Period) -> int:
+    """The allowance the counter being closed left unused, if its period is the one right before `period`.
+    Holds moving forward are not spent: they are settled in the new period. A period no write ever opened has
+    no counter and rolls nothing over."""
+    if previous is None or previous.period_key == NO_PERIOD or period.start_iso is None:
+        return 0
+    if previous.period_end != period.start_iso:
+        return 0
+    return max(0, previous.quota - previous.used)
+
+
+def rollover_grant(
+    previous: Counter | None, limit: EffectiveLimit, period: Period, anchoring: Anchoring
+) -> RolloverGrant | None:
+    if limit.rollover is None or limit.period == "none":
+        return None
+    amount = min(limit.rollover.max, unspent_allowance(previous, period))
+    last = periods_after(limit.period, period, limit.rollover.expires_after_periods - 1, anchoring)
+    if amount <= 0 or last.end_iso is None:
+        return None
+    return RolloverGrant(amount, last.end_iso)
+
+
+def open_period(
+    previous: Counter | None,
+    limit: EffectiveLimit,
+    period: Period,
+    limits_version: int,
+    anchoring: Anchoring = CALENDAR,
+) -> PeriodOpening:
+    """Open `period` for a meter: allowance from the limit; unspent credits and pending holds move forward;
+    with a rollover rule, what the previous period left of its allowance comes as a grant."""
     fresh = Counter(
         meter=limit.meter,
         period=limit.period,
@@ -147,20 +186,25 @@ def open_period(previous: Counter | None, limit: EffectiveLimit, period: Period,
         alerts=limit.alerts,
     )
     postings = [Posting("quota_change", limit.meter, period.key, Delta(quota=limit.quota))]
+    rollover = rollover_grant(previous, limit, period, anchoring)
     if previous is None:
         return PeriodOpening(fresh.apply(postings[0].delta), None, tuple(postings))
     carried = Delta(credits=unspent_credits(previous), reserved=previous.reserved)
-    closed = previous
+    cut_short = bool(previous.period_end and period.start_iso and period.start_iso < previous.period_end)
+    # a period ends where the next one starts: its billing export stamps its usage before that moment
+    closed = replace(previous, period_end=period.start_iso) if cut_short else previous
     if not carried.is_zero:
         postings.append(Posting("carryover", limit.meter, period.key, carried))
         out = Delta(credits=-carried.credits, reserved=-carried.reserved)
         postings.append(Posting("carryover", limit.meter, previous.period_key, out))
-        closed = previous.apply(out)
+        closed = closed.apply(out)
+    if rollover is not None:
+        postings.append(Posting("rollover", limit.meter, period.key, Delta(credits=rollover.amount)))
     current = fresh
     for posting in postings:
         if posting.period_key == period.key:
             current = current.apply(posting.delta)
-    return PeriodOpening(current, closed, tuple(postings))
+    return PeriodOpening(current, closed, tuple(postings), rollover)
 
 
 def retune(counter: Counter, limit: EffectiveLimit, limits_version: int) -> tuple[Counter, Posting | None]:

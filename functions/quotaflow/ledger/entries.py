@@ -18,6 +18,7 @@ EntryKind = Literal[
     "carryover",
     "draw",
     "increase",
+    "rollover",
 ]
 
 

@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints, model_validator
 
-from quotaflow.ledger.amounts import Amount, EntityId, MeterKey
+from quotaflow.ledger.amounts import MAX_AMOUNT, Amount, EntityId, MeterKey
 from quotaflow.ledger.model import Model
-from quotaflow.ledger.periods import PeriodKind
+from quotaflow.ledger.periods import Anchoring, PeriodKind, whole_seconds
 
 Enforcement = Literal["hard", "soft", "none"]
+PeriodAnchoring = Literal[
+    "calendar", "subscription"
+]  # a plan's default: UTC calendar, or from the subscription's start
+AnchorTime = Annotated[AwareDatetime, AfterValidator(whole_seconds)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AlertThreshold = Annotated[int, Field(strict=True, ge=1, le=1000)]  # percent of quota + credits
 ALERTS_PER_LIMIT_MAX = 10
 METERS_PER_PLAN_MAX = 40  # keeps a user's limit change (subscription + counters + entries) in one transaction
+FEATURES_PER_PLAN_MAX = 100
+FEATURE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"  # `gpt-4o`, `max_context_tokens`
+
+FeatureKey = Annotated[str, StringConstraints(pattern=FEATURE_PATTERN)]
+# Exact JSON types: `true` stays a boolean, `1` an integer; floats are refused like every amount.
+FeatureValue = (
+    Annotated[bool, Field(strict=True)]
+    | Annotated[int, Field(strict=True, ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+    | Annotated[str, StringConstraints(max_length=256)]
+)
+Features = Annotated[dict[FeatureKey, FeatureValue], Field(max_length=FEATURES_PER_PLAN_MAX)]
+
+
+ROLLOVER_PERIODS_MAX = 12
+
+
+class Rollover(Model):
+    """Unspent allowance at a period's end becomes a grant of the next period: at most `max`, expiring at the
+    end of the `expires_after_periods`-th period it is usable in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: Amount
+    expires_after_periods: Annotated[int, Field(strict=True, ge=1, le=ROLLOVER_PERIODS_MAX)] = 1
 
 
 class Limit(Model):
@@ -27,6 +56,13 @@ class Limit(Model):
     period: PeriodKind = "month"
     enforcement: Enforcement = "hard"
     alerts: list[AlertThreshold] = Field(default=[], max_length=ALERTS_PER_LIMIT_MAX)
+    rollover: Rollover | None = None
+
+    @model_validator(mode="after")
+    def _rollover_needs_a_period(self) -> Limit:
+        if self.rollover is not None and self.period == "none":
+            raise ValueError("rollover needs a day, week or month period")
+        return self
 
 
 class LimitOverride(Model):
@@ -39,6 +75,7 @@ class LimitOverride(Model):
     period: PeriodKind | None = None
     enforcement: Enforcement | None = None
     alerts: list[AlertThreshold] | None = Field(default=None, max_length=ALERTS_PER_LIMIT_MAX)
+    rollover: Rollover | None = None
 
 
 class StripePlanSettings(Model):
@@ -56,6 +93,8 @@ class Plan(Model):
     name: Label
     limits: dict[MeterKey, Limit] = Field(max_length=METERS_PER_PLAN_MAX)
     stripe: StripePlanSettings = Field(default_factory=StripePlanSettings)
+    features: Features = Field(default_factory=dict)
+    period_anchoring: PeriodAnchoring = "calendar"
     version: int = 1
 
 
@@ -68,9 +107,11 @@ class Subscription(Model):
     user_id: str  # the holder id (validated at the edge)
     plan_id: EntityId
     custom_limits: dict[MeterKey, LimitOverride] = Field(default={}, max_length=METERS_PER_PLAN_MAX)
+    custom_features: Features = Field(default_factory=dict)
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     account_id: EntityId | None = None
     name: Label | None = None
+    period_anchor: AnchorTime | None = None  # where day/week/month periods start; None: the plan's default
 
 
 class EffectiveLimit(Model):
@@ -84,6 +125,7 @@ class EffectiveLimit(Model):
     period: PeriodKind
     enforcement: Enforcement
     alerts: tuple[int, ...] = ()
+    rollover: Rollover | None = None  # ignored on `none` periods: they never end
     retired: bool = False  # dropped from the plan but still holding reservations: they may end, nothing new starts
 
 
@@ -105,5 +147,34 @@ def effective_limits(plan: Plan, custom_limits: dict[str, LimitOverride]) -> dic
             alerts=tuple(
                 sorted(set(override.alerts if override.alerts is not None else (base.alerts if base else [])))
             ),
+            rollover=override.rollover or (base.rollover if base else None),
         )
     return merged
+
+
+def effective_features(plan: Plan, custom_features: dict[str, bool | int | str]) -> dict[str, bool | int | str]:
+    """A user's entitlements: the plan's features, each override replacing the plan's value or adding one."""
+    return dict(sorted({**plan.features, **custom_features}.items()))
+
+
+def feature_allowed(value: bool | int | str | None) -> bool:
+    """A feature is usable unless it is missing, `false`, `0` or the empty string."""
+    return value is not None and value is not False and value != 0 and value != ""
+
+
+def effective_anchoring(
+    plan: Plan, subscription: Subscription, started_at: datetime, previous: Anchoring | None, now: datetime
+) -> Anchoring:
+    """Where the holder's periods start: its own `period_anchor`, else the plan's default (the UTC calendar, or
+    the moment the holder subscribed). A change of anchor (not the first one) cuts the running period at `now`."""
+    if subscription.period_anchor is not None:
+        anchor = Anchoring(subscription.period_anchor)
+    elif plan.period_anchoring == "subscription":
+        anchor = Anchoring(started_at)
+    else:
+        anchor = Anchoring()
+    if previous is None:
+        return anchor
+    if previous.anchor == anchor.anchor:
+        return previous
+    return Anchoring(anchor.anchor, since=now)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -86,6 +86,16 @@ class AsyncClient:
 
     async def can_use(self, user_id: str, meter: str, amount: int, *, user_token: str | None = None) -> models.CanUse:
         return await self._send(calls.can_use(user_id, meter, amount, user_token))
+
+    async def entitlements(self, user_id: str, *, user_token: str | None = None) -> models.Entitlements:
+        """The user's features (plan merged with `custom_features`); a publishable key needs `user_token`."""
+        return await self._send(calls.entitlements(user_id, user_token))
+
+    async def can_use_feature(
+        self, user_id: str, feature: str, *, user_token: str | None = None
+    ) -> models.FeatureAllowance:
+        """Is `feature` on for the user? A missing, false, 0 or empty feature is not allowed."""
+        return await self._send(calls.can_use_feature(user_id, feature, user_token))
 
     async def can_use_lines(self, user_id: str, lines: Amounts, *, user_token: str | None = None) -> models.CanUseLines:
         return await self._send(calls.can_use_lines(user_id, lines, user_token))
@@ -221,9 +231,13 @@ class AsyncClient:
         limits: Mapping[str, LimitInput],
         *,
         stripe: models.StripePlanSettings | Mapping[str, Any] | None = None,
+        features: Mapping[str, models.FeatureValue] | None = None,
+        period_anchoring: Literal["calendar", "subscription"] | None = None,
         idempotency_key: str | None = None,
     ) -> models.Plan:
-        return await self._send(calls.put_plan(plan_id, calls.plan_spec(name, limits, stripe)), idempotency_key)
+        return await self._send(
+            calls.put_plan(plan_id, calls.plan_spec(name, limits, stripe, features, period_anchoring)), idempotency_key
+        )
 
     async def get_plan(self, plan_id: str) -> models.Plan:
         return await self._send(calls.get_plan(plan_id))
@@ -237,13 +251,17 @@ class AsyncClient:
         plan_id: str,
         *,
         custom_limits: Mapping[str, Mapping[str, Any]] | None = None,
+        custom_features: Mapping[str, models.FeatureValue] | None = None,
         stripe_customer_id: str | None = None,
+        period_anchor: datetime | None = None,
         account_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> models.Subscription:
-        """Put the user on a plan; with `account_id`, the user is a member of that account and draws on its pools
-        (and those above it) too."""
-        call = calls.upsert_subscription(user_id, plan_id, custom_limits, stripe_customer_id, account_id)
+        """Replace the user's subscription. `period_anchor`: where their day/week/month periods start; with
+        `account_id`, the user is a member of that account and draws on its pools (and those above it) too."""
+        call = calls.upsert_subscription(
+            user_id, plan_id, custom_limits, stripe_customer_id, custom_features, period_anchor, account_id
+        )
         return await self._send(call, idempotency_key)
 
     # --- accounts ------------------------------------------------------------------------------------------

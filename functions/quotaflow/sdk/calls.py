@@ -53,6 +53,13 @@ def _line(meter: str, value: int | ModelUsage) -> dict[str, Any]:
     return {"meter": meter, "amount": value}
 
 
+def _iso(moment: datetime) -> str:
+    """The API's timestamp format; a naive datetime is refused rather than guessed."""
+    if moment.tzinfo is None:
+        raise ValueError("period_anchor needs a timezone (e.g. datetime(..., tzinfo=UTC))")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _nothing(_: Any) -> None:
     return None
 
@@ -85,12 +92,21 @@ def revoke_key(tenant_id: str, key_id: str) -> Call[None]:
 
 
 def plan_spec(
-    name: str, limits: Mapping[str, LimitInput], stripe: models.StripePlanSettings | Mapping[str, Any] | None
+    name: str,
+    limits: Mapping[str, LimitInput],
+    stripe: models.StripePlanSettings | Mapping[str, Any] | None,
+    features: Mapping[str, models.FeatureValue] | None = None,
+    period_anchoring: str | None = None,
 ) -> models.PlanSpec:
     """Validate a plan locally (a missing quota fails here, before any request)."""
-    return models.PlanSpec.model_validate(
-        _without_none({"name": name, "limits": dict(limits), "stripe": stripe}),
-    )
+    body = {
+        "name": name,
+        "limits": dict(limits),
+        "stripe": stripe,
+        "features": features,
+        "period_anchoring": period_anchoring,
+    }
+    return models.PlanSpec.model_validate(_without_none(body))
 
 
 def put_plan(plan_id: str, spec: models.PlanSpec) -> Call[models.Plan]:
@@ -111,14 +127,18 @@ def upsert_subscription(
     plan_id: str,
     custom_limits: Mapping[str, Mapping[str, Any]] | None,
     stripe_customer_id: str | None,
+    custom_features: Mapping[str, models.FeatureValue] | None = None,
+    period_anchor: datetime | None = None,
     account_id: str | None = None,
 ) -> Call[models.Subscription]:
     body = _without_none(
         {
             "plan_id": plan_id,
             "custom_limits": {meter: dict(limit) for meter, limit in (custom_limits or {}).items()},
+            "custom_features": dict(custom_features) if custom_features else None,
             "stripe_customer_id": stripe_customer_id,
             "account_id": account_id,
+            "period_anchor": _iso(period_anchor) if period_anchor else None,
         }
     )
     return Call("PUT", f"/v1/users/{_segment(user_id)}/subscription", models.Subscription.model_validate, body)
@@ -155,6 +175,16 @@ def can_use_lines(user_id: str, lines: Amounts, user_token: str | None) -> Call[
     path = f"/v1/users/{_segment(user_id)}/can-use"
     body = {"lines": _lines(lines)}
     return Call("POST", path, models.CanUseLines.model_validate, body, user_token=user_token)
+
+
+def entitlements(user_id: str, user_token: str | None) -> Call[models.Entitlements]:
+    path = f"/v1/users/{_segment(user_id)}/entitlements"
+    return Call("GET", path, models.Entitlements.model_validate, user_token=user_token)
+
+
+def can_use_feature(user_id: str, feature: str, user_token: str | None) -> Call[models.FeatureAllowance]:
+    path = f"/v1/users/{_segment(user_id)}/can-use"
+    return Call("POST", path, models.FeatureAllowance.model_validate, {"feature": feature}, user_token=user_token)
 
 
 # --- reservations --------------------------------------------------------------------------------------

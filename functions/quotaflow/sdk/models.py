@@ -86,6 +86,9 @@ class Account(Model):
     updated_at: datetime | None = None
 
 
+FeatureValue = bool | int | str  # in this order, so `true` stays a boolean
+
+
 class CanUse(Model):
     allowed: bool
     remaining: int
@@ -209,6 +212,11 @@ class VerifyResult(Model):
     problems: list[VerifyProblem]
 
 
+class Rollover(Model):
+    max: int
+    expires_after_periods: int = 1
+
+
 class Limit(Model):
     """A plan's rule for one meter. Defaults are the server's, so a plan file may leave them out."""
 
@@ -219,6 +227,7 @@ class Limit(Model):
     period: Period = "month"
     enforcement: Enforcement = "hard"
     alerts: list[int] = []  # percents of quota + credits that trigger a usage.threshold_crossed webhook
+    rollover: Rollover | None = None  # unspent allowance carried into the next period as an expiring grant
 
 
 class StripePlanSettings(Model):
@@ -235,6 +244,8 @@ class PlanSpec(Model):
     name: str
     limits: dict[str, Limit]
     stripe: StripePlanSettings = StripePlanSettings()
+    features: dict[str, FeatureValue] = {}  # `{"gpt-4o": true, "max_context_tokens": 128000}`
+    period_anchoring: Literal["calendar", "subscription"] = "calendar"  # where periods start by default
 
 
 class Plan(PlanSpec):
@@ -253,9 +264,22 @@ class Subscription(Model):
     user_id: str
     plan_id: str
     custom_limits: dict[str, dict[str, Any]]
+    custom_features: dict[str, FeatureValue] = {}
     stripe_customer_id: str | None
     account_id: str | None = None
+    period_anchor: datetime | None = None  # day/week/month periods start here plus whole periods
     updated_at: datetime | None = None
+
+
+class Entitlements(Model):
+    """A user's features: the plan's, with the subscription's `custom_features` on top."""
+
+    user_id: str
+    features: dict[str, FeatureValue]
+
+
+class FeatureAllowance(Model):
+    allowed: bool
 
 
 class TenantSettings(Model):

@@ -7,12 +7,14 @@ write's levels) and down (how deep a subtree is, before it moves)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from quotaflow.ledger.errors import InvalidRequest, NotFound
 from quotaflow.ledger.plans import LimitOverride
 from quotaflow.services.levels import ACCOUNT_LEVELS_MAX
 from quotaflow.services.plans import link_customer, plan_for
 from quotaflow.services.scope import Scope
-from quotaflow.services.users import Membership, resync
+from quotaflow.services.users import resync
 from quotaflow.services.views import AccountView
 from quotaflow.store import items, keys
 from quotaflow.store.table import Item
@@ -28,6 +30,7 @@ def put_account(
     custom_limits: dict[str, LimitOverride],
     parent_id: str | None,
     stripe_customer_id: str | None,
+    period_anchor: datetime | None = None,
 ) -> AccountView:
     """Create or replace an account; its plan applies to its pool counters at once, like a user's."""
     plan = plan_for(scope, plan_id, custom_limits)
@@ -36,14 +39,14 @@ def put_account(
     old_parent = previous["subscription"].get("account_id") if previous else None
     if parent_id is not None:
         _check_placement(scope, account_id, parent_id)
-    resync(
-        scope,
-        holder,
-        plan,
-        custom_limits=custom_limits,
-        stripe_customer_id=stripe_customer_id,
-        membership=Membership(parent_id, name),
-    )
+    changes = {
+        "custom_limits": custom_limits,
+        "stripe_customer_id": stripe_customer_id,
+        "period_anchor": period_anchor,
+        "account_id": parent_id,
+        "name": name,
+    }
+    resync(scope, holder, plan, changes=changes)
     if old_parent != parent_id:
         if parent_id is not None:
             scope.store.put({**keys.account_child(scope.tenant_id, parent_id, account_id), "child_id": account_id})

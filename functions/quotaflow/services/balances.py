@@ -49,12 +49,14 @@ def current_counters(scope: Scope, holder: str) -> Balance:
         if limit.retired:
             continue
         stored = state.counters.get(meter)
-        period = period_at(limit.period, scope.now)
+        period = period_at(limit.period, scope.now, state.limits.anchoring)
         if stored is not None and stored.counter.period_key == period.key:
             counters[meter] = stored.counter
         else:
             previous = stored.counter if stored else None
-            counters[meter] = open_period(previous, limit, period, state.limits.limits_version).current
+            counters[meter] = open_period(
+                previous, limit, period, state.limits.limits_version, state.limits.anchoring
+            ).current
     return Balance(holder, state.limits, counters)
 
 

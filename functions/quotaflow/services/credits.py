@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ from quotaflow.ledger.errors import InvalidRequest, NotFound
 from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso, period_at
 from quotaflow.services import engine
+from quotaflow.services.grants import BookWrites, grant_item, meter_grants
 from quotaflow.services.idempotency import IdempotencyClaim
 from quotaflow.services.scope import ContainerCache, Scope, UserLimits
 from quotaflow.services.users import UserState, load_user
@@ -19,7 +19,6 @@ from quotaflow.services.views import GrantView
 from quotaflow.store import items, keys
 from quotaflow.store.table import Item, Store, Transaction, TransactionCancelled
 
-GRANTS_PAGES_MAX = 10  # 10,000 grants per user and meter
 EXPIRY_LOOKBACK_DAYS = 7  # a sweeper down for up to a week still expires every grant that came due
 GRANTS_PER_SWEEP_MAX = 500
 
@@ -63,7 +62,9 @@ def grant(
         limit = limits.limits.get(meter)
         if limit is None or limit.retired:
             raise InvalidRequest(f"the user's plan has no meter {meter!r}", field="meter")
-        posting = Posting("grant", meter, period_at(limit.period, scope.now).key, Delta(credits=amount))
+        posting = Posting(
+            "grant", meter, period_at(limit.period, scope.now, limits.anchoring).key, Delta(credits=amount)
+        )
         books = credit_events(scope, user_id, load_user(scope, user_id), [posting], added=record)
 
         def write_items(tx: Transaction) -> None:
@@ -80,24 +81,6 @@ def grant(
 
     engine.write(scope, user_id, build, claim=claim, body=view.model_dump(mode="json"), on_cancel=on_cancel)
     return view
-
-
-@dataclass(frozen=True)
-class BookWrites:
-    """The credit books a change rewrites, and the counter revs they were computed from."""
-
-    items: list[Item]
-    versions: list[int]
-    revs: dict[str, int]
-
-    def write(self, tx: Transaction) -> None:
-        for item, version in zip(self.items, self.versions, strict=True):
-            tx.put(
-                f"book:{item['meter']}",
-                item,
-                condition="attribute_not_exists(pk) OR version = :v",
-                values={":v": version},
-            )
 
 
 def credit_events(
@@ -126,52 +109,15 @@ def credit_events(
             revs[posting.meter] = stored.rev if stored else -1
             continue
         book = book or CreditBook({})
-        meter_grants = (grants or {}).get(posting.meter)
-        if meter_grants is None:
-            meter_grants = _grants(scope.store, scope.tenant_id, user_id, posting.meter) if book.left else []
+        known = (grants or {}).get(posting.meter)
+        if known is None:
+            known = meter_grants(scope.store, scope.tenant_id, user_id, posting.meter) if book.left else []
         after = stored.counter.apply(posting.delta)
-        rewritten = rebooked(meter_grants, book, stored.counter, after, added=added, ended=ended)
+        rewritten = rebooked(known, book, stored.counter, after, added=added, ended=ended)
         book_items.append(items.credit_book_item(scope.tenant_id, user_id, posting.meter, rewritten))
         versions.append(book.version)
         revs[posting.meter] = stored.rev
     return BookWrites(book_items, versions, revs)
-
-
-def grant_item(tenant_id: str, user_id: str, record: Grant, source: dict[str, Any] | None) -> Item:
-    item: Item = {
-        **keys.grant(tenant_id, user_id, record.meter, record.grant_id),
-        "grant_id": record.grant_id,
-        "user_id": user_id,
-        "meter": record.meter,
-        "amount": record.amount,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "status": record.status,
-        "removed": 0,
-        "source": source or {},
-    }
-    if record.expires_at:
-        item["gsi2pk"] = keys.grant_expiry_bucket(record.expires_at)
-        item["gsi2sk"] = f"{record.expires_at}#{tenant_id}#{user_id}#{record.meter}#{record.grant_id}"
-    return item
-
-
-def _grant_from(item: Item) -> Grant:
-    return Grant(
-        item["grant_id"],
-        item["meter"],
-        item["amount"],
-        item["created_at"],
-        item.get("expires_at"),
-        item["status"],
-        item.get("removed", 0),
-    )
-
-
-def _grants(store: Store, tenant_id: str, user_id: str, meter: str) -> list[Grant]:
-    partition = keys.user_partition(tenant_id, user_id)
-    prefix = f"{keys.GRANT_PREFIX}{meter}#"
-    return [_grant_from(item) for item in store.query_all(partition, prefix, pages_max=GRANTS_PAGES_MAX)]
 
 
 def list_grants(scope: Scope, user_id: str) -> list[GrantInfo]:
@@ -180,7 +126,7 @@ def list_grants(scope: Scope, user_id: str) -> list[GrantInfo]:
     infos: list[GrantInfo] = []
     for meter, book in sorted(state.books.items()):
         stored = state.counters.get(meter)
-        grants = _grants(scope.store, scope.tenant_id, user_id, meter)
+        grants = meter_grants(scope.store, scope.tenant_id, user_id, meter)
         left = remaining(grants, book, stored.counter) if stored else {}
         infos += [
             GrantInfo(
@@ -209,7 +155,7 @@ def end_grant(scope: Scope, user_id: str, meter: str, grant_id: str, status: Gra
 
     def build(limits: UserLimits) -> engine.Change:
         state = load_user(scope, user_id)
-        grants = {g.grant_id: g for g in _grants(scope.store, scope.tenant_id, user_id, meter)}
+        grants = {g.grant_id: g for g in meter_grants(scope.store, scope.tenant_id, user_id, meter)}
         target = grants.get(grant_id)
         if target is None:
             raise NotFound(f"grant {grant_id!r} does not exist", grant_id=grant_id)
@@ -219,7 +165,7 @@ def end_grant(scope: Scope, user_id: str, meter: str, grant_id: str, status: Gra
         taken = remaining(grants.values(), book, stored.counter)[grant_id]
         taken_by_attempt.append(taken)
         limit = limits.limits.get(meter)  # the current period's counter takes it; a dropped meter keeps its own
-        period_key = period_at(limit.period, scope.now).key if limit else stored.counter.period_key
+        period_key = period_at(limit.period, scope.now, limits.anchoring).key if limit else stored.counter.period_key
         posting = Posting("grant_expire", meter, period_key, Delta(credits=-taken))
         books = credit_events(scope, user_id, state, [posting], {meter: list(grants.values())}, ended=grant_id)
 

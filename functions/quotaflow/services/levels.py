@@ -69,7 +69,8 @@ def postings(
                 continue
             if held_on is not None and meter not in held_on.get(key, ()):
                 continue
-            out.append(Posting(kind, meter, period_at(limit.period, now).key, delta, guard, holder))
+            period_key = period_at(limit.period, now, level_limits.anchoring).key
+            out.append(Posting(kind, meter, period_key, delta, guard, holder))
             taken = True
         if not taken:
             raise InvalidRequest(f"the user's plan has no meter {meter!r}", field=f"{field}[{index}].meter")

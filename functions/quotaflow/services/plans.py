@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
-from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription
+from quotaflow.ledger.periods import iso
+from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription, feature_allowed
 from quotaflow.services.scope import Scope
-from quotaflow.services.users import Membership, default_plan_id, get_plan, resync
-from quotaflow.services.views import SettingsView, SubscriptionView
+from quotaflow.services.users import default_plan_id, get_plan, load_user, resync
+from quotaflow.services.views import EntitlementsView, FeatureAllowanceView, SettingsView, SubscriptionView
 from quotaflow.store import items, keys
 from quotaflow.store.table import ConditionFailed
 
@@ -48,21 +51,26 @@ def put_subscription(
     custom_limits: dict[str, LimitOverride],
     stripe_customer_id: str | None,
     account_id: str | None = None,
+    *,
+    custom_features: dict[str, bool | int | str] | None = None,
+    period_anchor: datetime | None = None,
 ) -> SubscriptionView:
+    """Replace the user's subscription (fields left out take their defaults) and apply it to the counters; with
+    `account_id`, the user is a member of that account and draws on its pools (and those above it) too."""
     plan = plan_for(scope, plan_id, custom_limits)
     if (
         account_id is not None
         and scope.store.get(keys.subscription(scope.tenant_id, keys.account_holder(account_id))) is None
     ):
         raise NotFound(f"account {account_id!r} does not exist", account_id=account_id)
-    subscription = resync(
-        scope,
-        user_id,
-        plan,
-        custom_limits=custom_limits,
-        stripe_customer_id=stripe_customer_id,
-        membership=Membership(account_id),
-    )
+    changes = {
+        "custom_limits": custom_limits,
+        "custom_features": custom_features or {},
+        "stripe_customer_id": stripe_customer_id,
+        "period_anchor": period_anchor,
+        "account_id": account_id,
+    }
+    subscription = resync(scope, user_id, plan, changes=changes)
     link_customer(scope, user_id, stripe_customer_id)
     return subscription_view(subscription, scope)
 
@@ -92,6 +100,8 @@ def subscription_view(subscription: Subscription, scope: Scope) -> SubscriptionV
         user_id=subscription.user_id,
         plan_id=subscription.plan_id,
         custom_limits={m: o.model_dump(exclude_none=True) for m, o in subscription.custom_limits.items()},
+        custom_features=subscription.custom_features,
+        period_anchor=iso(subscription.period_anchor) if subscription.period_anchor else None,
         stripe_customer_id=subscription.stripe_customer_id,
         account_id=subscription.account_id,
         updated_at=scope.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -142,3 +152,14 @@ def _set_default_plan(scope: Scope, default_plan: str | None) -> None:
         ):
             if subscriber.get("implicit"):
                 resync(scope, subscriber["gsi1sk"], new_plan, implicit=True)
+
+
+def entitlements(scope: Scope, user_id: str) -> EntitlementsView:
+    """The user's features: the plan's, with the subscription's `custom_features` on top. Read fresh (one
+    Query), never from the container's cache: an entitlement just revoked is revoked at once."""
+    return EntitlementsView(user_id=user_id, features=load_user(scope, user_id).limits.features)
+
+
+def can_use_feature(scope: Scope, user_id: str, feature: str) -> FeatureAllowanceView:
+    features = load_user(scope, user_id).limits.features
+    return FeatureAllowanceView(allowed=feature_allowed(features.get(feature)))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from quotaflow.ledger.periods import CALENDAR, Anchoring
 from quotaflow.ledger.plans import EffectiveLimit
 from quotaflow.ledger.reservations import TTL_SECONDS_MAX as RESERVATION_TTL_SECONDS_MAX
 from quotaflow.ledger.reservations import Reservation
@@ -34,6 +35,8 @@ class UserLimits:
     limits_version: int
     stored: bool  # False: a default-plan user whose subscription item is not written yet
     above: str | None = None  # the holder id of the account above (a user's account, an account's parent)
+    features: dict[str, bool | int | str] = field(default_factory=dict)  # the plan's, merged with overrides
+    anchoring: Anchoring = CALENDAR  # where this holder's day/week/month periods start
 
 
 class Expiring(Generic[V]):

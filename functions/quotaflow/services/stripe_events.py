@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from quotaflow.ledger.amounts import ID_PATTERN
@@ -15,10 +16,11 @@ from quotaflow.ledger.periods import iso
 from quotaflow.services import credits, plans, users
 from quotaflow.services.scope import Scope
 from quotaflow.services.stripe_config import StripeConfig
-from quotaflow.store import items, keys
+from quotaflow.store import keys
 from quotaflow.store.table import ConditionFailed, Item
 
 GRANTS_PER_PAYMENT_MAX = 20
+ANCHOR_EPOCH_S_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z: anything later is not a time
 LineItems = Callable[[str], list[tuple[str, int]]]  # checkout session id -> [(price id, quantity)] from Stripe
 
 
@@ -33,9 +35,10 @@ def apply(scope: Scope, config: StripeConfig, event: dict[str, Any], line_items:
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         outcome = _credit_packs(scope, config, event_id, kind, obj, line_items)
     elif kind in ("customer.subscription.created", "customer.subscription.updated"):
-        outcome = _move_to_plan(scope, config, obj, config.plans_by_price.get(_subscription_price(obj) or ""))
+        plan_id = config.plans_by_price.get(_subscription_price(obj) or "")
+        outcome = _move_to_plan(scope, obj, plan_id, _current_period_start(obj))
     elif kind == "customer.subscription.deleted":
-        outcome = _move_to_plan(scope, config, obj, users.default_plan_id(scope))
+        outcome = _move_to_plan(scope, obj, users.default_plan_id(scope), None)
     elif kind == "charge.refunded":
         outcome = _revoke(scope, obj)
     else:
@@ -110,7 +113,20 @@ def _subscription_price(subscription: dict[str, Any]) -> str | None:
     return str((rows[0].get("price") or {}).get("id")) if rows else None
 
 
-def _move_to_plan(scope: Scope, config: StripeConfig, subscription: dict[str, Any], plan_id: str | None) -> str:
+def _current_period_start(subscription: dict[str, Any]) -> datetime | None:
+    """Where Stripe's billing period starts: the item's `current_period_start` (API 2025-03-31.basil on), else
+    the subscription's own (earlier versions)."""
+    rows = (subscription.get("items") or {}).get("data") or []
+    for holder in (rows[0] if rows and isinstance(rows[0], dict) else {}, subscription):
+        start = holder.get("current_period_start")
+        if isinstance(start, int) and not isinstance(start, bool) and 0 < start < ANCHOR_EPOCH_S_MAX:
+            return datetime.fromtimestamp(start, UTC)
+    return None
+
+
+def _move_to_plan(
+    scope: Scope, subscription: dict[str, Any], plan_id: str | None, period_anchor: datetime | None
+) -> str:
     user = _user_of(scope, subscription, allow_reference=False)
     if user is None:
         return "ignored: no quotaflow_user_id, and the customer is not linked to a user"
@@ -122,9 +138,8 @@ def _move_to_plan(scope: Scope, config: StripeConfig, subscription: dict[str, An
         return f"ignored: plan {plan_id} does not exist"
     customer = subscription.get("customer") if isinstance(subscription.get("customer"), str) else None
     plans.link_customer(scope, user, customer)
-    stored = scope.store.get(keys.subscription(scope.tenant_id, user))
-    custom = items.subscription_from(stored).custom_limits if stored and not stored.get("implicit") else {}
-    users.resync(scope, user, plan, custom_limits=custom, stripe_customer_id=customer)
+    # the anchor follows Stripe's billing period (cleared when the subscription ends): quotas reset on the invoice date
+    users.resync(scope, user, plan, changes={"stripe_customer_id": customer, "period_anchor": period_anchor})
     return f"moved {user} to {plan_id}"
 
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retune
 from quotaflow.ledger.credits import CreditBook
 from quotaflow.ledger.errors import NotFound, Unavailable
-from quotaflow.ledger.periods import period_at
-from quotaflow.ledger.plans import EffectiveLimit, LimitOverride, Plan, Subscription, effective_limits
+from quotaflow.ledger.periods import Anchoring, Period, period_at
+from quotaflow.ledger.plans import (
+    EffectiveLimit,
+    Plan,
+    Subscription,
+    effective_anchoring,
+    effective_features,
+    effective_limits,
+)
+from quotaflow.services.grants import add_rollover
 from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.writes import add_entries
 from quotaflow.store import items, keys
@@ -24,15 +33,6 @@ class StoredCounter:
     counter: Counter
     rev: int  # bumped by every write: opening a period or retuning limits is optimistic on it
     exported: int = 0  # how much of `used` the billing export has sent to Stripe (its watermark)
-
-
-@dataclass(frozen=True)
-class Membership:
-    """Where a holder sits in the account tree: the account a user belongs to, or an account's parent (and the
-    account's display name)."""
-
-    account_id: str | None
-    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,24 @@ def load_user(scope: Scope, user_id: str) -> UserState:
             limits_version=subscription_item["limits_version"],
             stored=True,
             above=keys.account_holder(account_id) if account_id else None,
+            features=subscription_item.get("features", {}),
+            anchoring=items.anchoring_from(subscription_item),
         )
     else:
         plan_id = default_plan_id(scope)
         if plan_id is None:
             raise NotFound(f"user {user_id!r} has no subscription and the tenant has no default plan", user_id=user_id)
-        limits = UserLimits(plan_id, effective_limits(get_plan(scope, plan_id), {}), 0, stored=False)
+        plan = get_plan(scope, plan_id)
+        limits = UserLimits(
+            plan_id,
+            effective_limits(plan, {}),
+            0,
+            stored=False,
+            features=effective_features(plan, {}),
+            anchoring=effective_anchoring(
+                plan, Subscription(user_id=user_id, plan_id=plan_id), scope.now, None, scope.now
+            ),
+        )
     scope.cache.limits.put((scope.tenant_id, user_id), limits)
     return UserState(user_id, subscription_item, limits, counters, books)
 
@@ -109,18 +121,16 @@ def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
         if limit is None:
             continue  # the caller reports meters the plan lacks
         stored = state.counters.get(meter)
-        period = period_at(limit.period, scope.now)
+        period = period_at(limit.period, scope.now, state.limits.anchoring)
         tx = scope.store.transaction()
         if stored is None or stored.counter.period_key != period.key:
-            _add_opening(
-                tx,
-                scope,
-                user_id,
-                stored,
-                open_period(stored.counter if stored else None, limit, period, version),
-            )
+            anchoring = state.limits.anchoring
+            opening = open_period(stored.counter if stored else None, limit, period, version, anchoring)
+            cut = period.start is not None and period.start == anchoring.since
+            _add_opening(tx, scope, user_id, stored, opening, ref="period_cut" if cut else "period_open")
+            add_rollover(tx, scope, user_id, state.books.get(meter), opening)
         elif stored.counter.limits_version != version:
-            _add_retune(tx, scope, user_id, stored, limit, version)
+            _add_retune(tx, scope, user_id, stored, limit, version, state.limits.anchoring)
         try:
             scope.store.transact(tx)
         except TransactionCancelled:
@@ -128,7 +138,7 @@ def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
 
 
 def _add_opening(
-    tx: Transaction, scope: Scope, user_id: str, stored: StoredCounter | None, opening: PeriodOpening
+    tx: Transaction, scope: Scope, user_id: str, stored: StoredCounter | None, opening: PeriodOpening, ref: str
 ) -> None:
     rev = stored.rev + 1 if stored else 0
     item = items.counter_item(scope.tenant_id, user_id, opening.current, rev=rev)
@@ -140,7 +150,7 @@ def _add_opening(
         closed = items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True)
         closed["exported"] = stored.exported if stored else 0  # the export's final flush continues from here
         tx.put("counter:closed", closed, condition="attribute_not_exists(pk)")
-    add_entries(tx, scope, user_id, opening.postings, ref="period_open")
+    add_entries(tx, scope, user_id, opening.postings, ref=ref)  # period_cut: the holder's anchoring changed
 
 
 def _add_retune(
@@ -150,13 +160,14 @@ def _add_retune(
     stored: StoredCounter,
     limit: EffectiveLimit | None,
     version: int,
+    anchoring: Anchoring,
 ) -> None:
     """Apply new limits to a current counter (a quota change moves `available`); a counter whose period or
-    meter no longer matches only learns the new version, and its next write opens the right period."""
+    meter no longer matches only learns the new version (and, if its period was cut short, its new end: the
+    billing export stamps usage inside the period it belongs to), and its next write opens the right period."""
     key = keys.counter_current(scope.tenant_id, user_id, stored.counter.meter)
-    current = (
-        limit is not None and not limit.retired and period_at(limit.period, scope.now).key == stored.counter.period_key
-    )
+    period = period_at(limit.period, scope.now, anchoring) if limit is not None else None
+    current = limit is not None and not limit.retired and period is not None and period.key == stored.counter.period_key
     # Conditioned on what the change was computed from, not on `rev`: reserves and commits running meanwhile
     # only ADD to used/reserved/available, which commutes with a quota change, so they never starve it.
     condition = "period_key = :pk AND limits_version = :old_v AND quota = :old_q"
@@ -170,9 +181,9 @@ def _add_retune(
         tx.update(
             "counter:version",
             key,
-            "SET limits_version = :v ADD rev :one",
+            "SET limits_version = :v, period_end = :period_end ADD rev :one",
             condition=condition,
-            values={**guard, ":one": 1},
+            values={**guard, ":one": 1, ":period_end": _cut_end(stored.counter, period)},
         )
         return
     updated, posting = retune(stored.counter, limit, version)
@@ -180,8 +191,8 @@ def _add_retune(
     tx.update(
         "counter:retune",
         key,
-        "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v, alerts = :alerts "
-        "ADD quota :dq, available :dq, rev :one",
+        "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v, alerts = :alerts, "
+        "period_end = :period_end ADD quota :dq, available :dq, rev :one",
         condition=condition,
         names={"#period": "period"},
         values={
@@ -190,6 +201,7 @@ def _add_retune(
             ":enforcement": updated.enforcement,
             ":period": updated.period,
             ":alerts": list(updated.alerts),
+            ":period_end": period.end_iso if period else None,
             ":dq": quota_delta,
             ":one": 1,
         },
@@ -198,49 +210,53 @@ def _add_retune(
         add_entries(tx, scope, user_id, [posting], ref="limits_change")
 
 
+def _cut_end(counter: Counter, following: Period | None) -> str | None:
+    """A counter's end once the period `following` is due: where that one starts, if that is sooner."""
+    end, start = counter.period_end, following.start_iso if following else None
+    if end is not None and start is not None and counter.period_key < start < end:
+        return start
+    return end
+
+
 def resync(
     scope: Scope,
     user_id: str,
     plan: Plan,
     *,
-    custom_limits: dict[str, LimitOverride] | None = None,
-    stripe_customer_id: str | None = None,
+    changes: dict[str, Any] | None = None,
     implicit: bool = False,
     only_if_missing: bool = False,
-    membership: Membership | None = None,
 ) -> Subscription:
     """Put the user on `plan` and apply the resulting limits to their current counters, in one transaction.
 
-    `custom_limits=None` keeps the stored overrides and customer id; `membership=None` keeps the account the
-    holder belongs to. Meters dropped from the plan stay, retired, while their counter still holds
-    reservations, so those can still end."""
+    `changes` replaces those fields of the stored subscription (overrides, customer id, anchor, the account it
+    belongs to); what it leaves out is kept. Meters dropped from the plan stay, retired, while their counter still
+    holds reservations, so those can still end."""
     for attempt in range(RESYNC_ATTEMPTS_MAX):
         pause_before_retry(attempt)
         state = _load_stored(scope, user_id)
         previous = state.subscription_item
         if previous is not None and only_if_missing:
             return items.subscription_from(previous)
-        kept = items.subscription_from(previous) if previous is not None else None
-        if custom_limits is None and kept is not None:
-            subscription = kept.model_copy(update={"plan_id": plan.plan_id})
-        else:
-            subscription = Subscription(
-                user_id=user_id,
-                plan_id=plan.plan_id,
-                custom_limits=custom_limits or {},
-                stripe_customer_id=stripe_customer_id,
-                account_id=kept.account_id if kept else None,
-                name=kept.name if kept else None,
-            )
-        if membership is not None:
-            subscription = subscription.model_copy(
-                update={"account_id": membership.account_id, "name": membership.name}
-            )
+        kept = items.subscription_from(previous).model_dump() if previous is not None else {"user_id": user_id}
+        subscription = Subscription.model_validate({**kept, **(changes or {}), "plan_id": plan.plan_id})
         limits = _with_retired(effective_limits(plan, subscription.custom_limits), state)
+        features = effective_features(plan, subscription.custom_features)
+        started_at = items.started_from(previous, scope.now) if previous is not None else scope.now
+        previous_anchoring = items.anchoring_from(previous) if previous is not None else None
+        anchoring = effective_anchoring(plan, subscription, started_at, previous_anchoring, scope.now)
         version = state.limits.limits_version + 1
         tx = scope.store.transaction()
         item = items.subscription_item(
-            scope.tenant_id, subscription, limits, version, implicit=implicit, updated_at=scope.now
+            scope.tenant_id,
+            subscription,
+            limits,
+            version,
+            implicit=implicit,
+            updated_at=scope.now,
+            features=features,
+            anchoring=anchoring,
+            started_at=started_at,
         )
         if previous is None:
             tx.put("subscription", item, condition="attribute_not_exists(pk)")
@@ -252,7 +268,7 @@ def resync(
                 values={":v": state.limits.limits_version},
             )
         for meter, stored in state.counters.items():
-            _add_retune(tx, scope, user_id, stored, limits.get(meter), version)
+            _add_retune(tx, scope, user_id, stored, limits.get(meter), version, anchoring)
         try:
             scope.store.transact(tx)
         except TransactionCancelled:

@@ -165,8 +165,10 @@ class SubscriptionView(Model):
     user_id: str
     plan_id: str
     custom_limits: dict[str, Any]
+    custom_features: dict[str, bool | int | str] = Field(default_factory=dict)
     stripe_customer_id: str | None
     account_id: str | None = None
+    period_anchor: str | None = None  # set on the subscription; None: the plan's default anchoring
     updated_at: str
 
 
@@ -178,6 +180,15 @@ class AccountView(Model):
     parent_id: str | None
     stripe_customer_id: str | None
     updated_at: str
+
+
+class EntitlementsView(Model):
+    user_id: str
+    features: dict[str, bool | int | str]
+
+
+class FeatureAllowanceView(Model):
+    allowed: bool
 
 
 class SettingsView(Model):

@@ -9,7 +9,7 @@ from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.counters import Counter
 from quotaflow.ledger.credits import CreditBook
 from quotaflow.ledger.entries import LedgerEntry
-from quotaflow.ledger.periods import iso, parse_iso
+from quotaflow.ledger.periods import Anchoring, iso, parse_iso
 from quotaflow.ledger.plans import EffectiveLimit, Plan, Subscription
 from quotaflow.ledger.reservations import Reservation
 from quotaflow.store import keys
@@ -73,12 +73,19 @@ def subscription_item(
     *,
     implicit: bool,
     updated_at: datetime,
+    features: dict[str, bool | int | str],
+    anchoring: Anchoring,
+    started_at: datetime,
 ) -> Item:
     return {
         **keys.subscription(tenant_id, subscription.user_id),
         "subscription": subscription.model_dump(mode="json", exclude_none=True),
         "limits": {meter: limit.model_dump(mode="json") for meter, limit in limits.items()},
         "limits_version": limits_version,
+        "features": features,
+        "period_anchor": iso(anchoring.anchor),
+        "anchored_since": iso(anchoring.since) if anchoring.since else None,
+        "started_at": iso(started_at),
         "implicit": implicit,
         "updated_at": iso(updated_at),
         "gsi1pk": keys.plan_subscribers(tenant_id, subscription.plan_id),
@@ -88,6 +95,20 @@ def subscription_item(
 
 def subscription_from(item: Item) -> Subscription:
     return Subscription.model_validate(item["subscription"])
+
+
+def anchoring_from(item: Item) -> Anchoring:
+    """The holder's stored anchoring; items from before anchoring existed are on the calendar."""
+    since = item.get("anchored_since")
+    return (
+        Anchoring(parse_iso(item["period_anchor"]), parse_iso(since) if since else None)
+        if item.get("period_anchor")
+        else Anchoring()
+    )
+
+
+def started_from(item: Item, default: datetime) -> datetime:
+    return parse_iso(item["started_at"]) if item.get("started_at") else default
 
 
 def limits_from(item: Item) -> dict[str, EffectiveLimit]:
