@@ -7,36 +7,36 @@ rerun between the two resends the same identifier, which Stripe refuses as a dup
 is billed twice. Deltas go out continuously (hourly), so Stripe files usage in the right invoice whatever the
 customer's billing anchor; the first run after a period ends flushes what is left of it, stamped inside it. A
 refund after an export leaves `used` below `exported`: nothing is sent until usage passes the watermark again,
-so the refund is netted against the next positive delta."""
+so the refund is netted against the next positive delta.
+
+The work is split into (customer, meter) pairs, Stripe's unit of concurrency (one call at a time per customer and
+meter): `billing_plan` enumerates them into `PairTask`s, `export_pair` below is the worker for one task, and
+`billing_fanout` runs tasks in parallel in this process (`serve`, the CLI, tests) while AWS runs them from a FIFO
+queue grouped by pair. Only the watermark and the identifier make the export exactly once; the fan-out only
+decides who sends what when."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import Field
 
 from quotaflow.ledger.model import Model
-from quotaflow.ledger.periods import NO_PERIOD, iso, parse_iso
-from quotaflow.services.scope import ContainerCache, Scope
-from quotaflow.services.stripe_config import load_config
-from quotaflow.store import items, keys
-from quotaflow.store.secret_box import SecretBox
+from quotaflow.ledger.periods import NO_PERIOD, parse_iso
+from quotaflow.store import keys
 from quotaflow.store.table import ConditionFailed, Item, Store
 from quotaflow.stripe_gateway import MeterEvent, StripeGateway, StripeRejected, StripeRetryable
 
-TENANT_PAGES_MAX = 10
-SUBSCRIBER_PAGES_MAX = 100
 CLOSED_PERIODS_READ_MAX = 3  # Stripe takes events up to 35 days old: older periods cannot be billed anyway
 SEND_ATTEMPTS_MAX = 3
 BACKOFF_BASE_S = 0.5
 STRIPE_TIMESTAMP_AGE_MAX = timedelta(days=35)
-Gateways = Callable[[str], StripeGateway]  # the tenant's API key -> a gateway
-Progress = Callable[[str], None]
+PAIR_ID_HEX_CHARS = 64
 
 
 class Skipped(Model):
@@ -52,17 +52,53 @@ class Failed(Model):
     meter: str
     period_start: str | None
     error: str
+    retryable: bool = False  # Stripe was unavailable: a later delivery or run may succeed
 
 
 class ExportReport(Model):
     now: str
     dry_run: bool
     tenants: int = 0
+    pairs: int = 0  # (customer, meter) pairs planned
+    enqueued: int = 0  # tasks put on the export queue (AWS); 0 when the pairs ran in this process
     counters_checked: int = 0
     events_sent: int = 0
     value_sent: int = 0
     skipped: list[Skipped] = Field(default_factory=list)
     failed: list[Failed] = Field(default_factory=list)
+
+    def add(self, part: ExportReport) -> None:
+        """Fold one worker's report into the run's."""
+        self.counters_checked += part.counters_checked
+        self.events_sent += part.events_sent
+        self.value_sent += part.value_sent
+        self.skipped += part.skipped
+        self.failed += part.failed
+
+
+class Subject(Model):
+    """One counter family of a pair: a user's meter (several users may bill to one customer)."""
+
+    user_id: str
+    meter: str
+
+
+class PairTask(Model):
+    """One unit of export work, as queued: a (customer, meter) pair of one tenant and the counters billed to it.
+    Carries no secret: the worker loads the tenant's Stripe key itself."""
+
+    tenant_id: str
+    customer_id: str
+    event_name: str
+    subjects: list[Subject]
+    now: str  # the run's clock, so a redelivery stamps events as the run would have
+    dry_run: bool = False
+
+    @property
+    def pair_id(self) -> str:
+        """Stripe's concurrency unit, as a queue's message group: tenant (its Stripe account), customer, meter."""
+        digest = hashlib.sha256(f"{self.tenant_id}|{self.customer_id}|{self.event_name}".encode()).hexdigest()
+        return digest[:PAIR_ID_HEX_CHARS]
 
 
 @dataclass(frozen=True)
@@ -91,108 +127,63 @@ def _timestamp(period_end: str | None, now: datetime) -> int:
     return int(parse_iso(period_end).timestamp()) - 1
 
 
-def export(
-    store: Store,
-    box: SecretBox,
-    now: datetime,
-    gateways: Gateways,
-    *,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-) -> ExportReport:
-    report = ExportReport(now=iso(now), dry_run=dry_run)
-    for registered in store.query_all(keys.STRIPE_TENANTS, "", pages_max=TENANT_PAGES_MAX):
-        tenant_id = registered["tenant_id"]
-        config = load_config(store, box, tenant_id, now)
-        if config is None:
-            continue
-        report.tenants += 1
-        if progress:
-            progress(f"tenant {tenant_id}: {report.events_sent} events sent so far")
-        gateway = None if dry_run else gateways(config.api_key)
-        for billable in _billables(Scope(store, tenant_id, now, ContainerCache()), report):
-            if dry_run:
+def export_pair(store: Store, gateway: StripeGateway | None, task: PairTask) -> ExportReport:
+    """The worker: one (customer, meter) pair's pending deltas, one call at a time, each followed by its watermark.
+    The counters are read here, not in the planner, so a redelivered or stale task sends only what is still
+    pending under the identifiers Stripe already holds. `gateway` is None for a dry run."""
+    now = parse_iso(task.now)
+    report = ExportReport(now=task.now, dry_run=task.dry_run, pairs=1)
+    for subject in task.subjects:
+        for billable in _subject_billables(store, task, subject, now, report):
+            if gateway is None:
                 report.events_sent += 1
                 report.value_sent += billable.delta
-            elif gateway is not None:
+            else:
                 _send(store, gateway, billable, now, report)
     return report
 
 
-def _billables(scope: Scope, report: ExportReport) -> Iterator[Billable]:
-    pk, prefix = keys.plans_prefix(scope.tenant_id)
-    for plan_item in scope.store.query_all(pk, prefix, pages_max=TENANT_PAGES_MAX):
-        plan = items.plan_from(plan_item)
-        names = plan.stripe.meter_event_names
-        report.skipped += [
-            Skipped(
-                tenant_id=scope.tenant_id,
-                user_id=None,
-                meter=meter,
-                reason=f"plan {plan.plan_id} names no Stripe meter event for it",
-            )
-            for meter in sorted(set(plan.limits) - set(names))
-        ]
-        if not names:
-            continue
-        for subscriber in scope.store.query_all(
-            keys.plan_subscribers(scope.tenant_id, plan.plan_id),
-            "",
-            pages_max=SUBSCRIBER_PAGES_MAX,
-            index=keys.GSI_PLAN_SUBSCRIBERS,
-        ):
-            yield from _user_billables(scope, subscriber, names, report)
-
-
-def _user_billables(
-    scope: Scope, subscription: Item, names: dict[str, str], report: ExportReport
+def _subject_billables(
+    store: Store, task: PairTask, subject: Subject, now: datetime, report: ExportReport
 ) -> Iterator[Billable]:
-    user_id = subscription["gsi1sk"]
-    customer = subscription["subscription"].get("stripe_customer_id")
-    if not customer:
-        report.skipped += [
-            Skipped(tenant_id=scope.tenant_id, user_id=user_id, meter=meter, reason="no stripe_customer_id")
-            for meter in sorted(names)
-        ]
-        return
-    for meter, event_name in sorted(names.items()):
-        for item in _counter_items(scope, user_id, meter):
-            report.counters_checked += 1
-            exported, used = item.get("exported", 0), item["used"]
-            if used <= exported:
-                continue
-            period_key = item["period_key"]
-            event = MeterEvent(
-                event_name=event_name,
-                customer_id=customer,
-                value=used - exported,
-                identifier=identifier(scope.tenant_id, user_id, meter, period_key, exported),
-                timestamp_epoch_s=_timestamp(item.get("period_end"), scope.now),
-            )
-            yield Billable(
-                scope.tenant_id,
-                user_id,
-                meter,
-                {"pk": item["pk"], "sk": item["sk"]},
-                period_key,
-                exported,
-                used - exported,
-                event,
-            )
+    for item in _counter_items(store, task.tenant_id, subject.user_id, subject.meter):
+        report.counters_checked += 1
+        exported, used = item.get("exported", 0), item["used"]
+        if used <= exported:
+            continue
+        period_key = item["period_key"]
+        event = MeterEvent(
+            event_name=task.event_name,
+            customer_id=task.customer_id,
+            value=used - exported,
+            identifier=identifier(task.tenant_id, subject.user_id, subject.meter, period_key, exported),
+            timestamp_epoch_s=_timestamp(item.get("period_end"), now),
+        )
+        yield Billable(
+            task.tenant_id,
+            subject.user_id,
+            subject.meter,
+            {"pk": item["pk"], "sk": item["sk"]},
+            period_key,
+            exported,
+            used - exported,
+            event,
+        )
 
 
-def _counter_items(scope: Scope, user_id: str, meter: str) -> list[Item]:
+def _counter_items(store: Store, tenant_id: str, user_id: str, meter: str) -> list[Item]:
     """The meter's current counter and its last closed ones (a closed period's final flush)."""
-    partition = keys.user_partition(scope.tenant_id, user_id)
-    closed = scope.store.query(
+    partition = keys.user_partition(tenant_id, user_id)
+    closed = store.query(
         partition, f"{keys.COUNTER_CLOSED_PREFIX}{meter}#", limit=CLOSED_PERIODS_READ_MAX, newest_first=True
     ).items
-    current = scope.store.get(keys.counter_current(scope.tenant_id, user_id, meter))
+    current = store.get(keys.counter_current(tenant_id, user_id, meter))
     return [current, *closed] if current else closed
 
 
 def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetime, report: ExportReport) -> None:
     failure: str | None = None
+    retryable = False
     if now - datetime.fromtimestamp(billable.event.timestamp_epoch_s, now.tzinfo) > STRIPE_TIMESTAMP_AGE_MAX:
         failure = "the period closed more than 35 days ago: Stripe no longer accepts its usage"
     for attempt in range(SEND_ATTEMPTS_MAX if failure is None else 0):
@@ -201,11 +192,11 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
             failure = None
             break
         except StripeRetryable as transient:
-            failure = f"Stripe unavailable after {attempt + 1} attempts: {transient}"
+            failure, retryable = f"Stripe unavailable after {attempt + 1} attempts: {transient}", True
             if attempt + 1 < SEND_ATTEMPTS_MAX:
                 time.sleep(transient.retry_after_seconds or BACKOFF_BASE_S * 2**attempt)
         except StripeRejected as rejected:
-            failure = f"Stripe refused it: {rejected}"
+            failure, retryable = f"Stripe refused it: {rejected}", False
             break
     if failure is not None:
         report.failed.append(
@@ -215,6 +206,7 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
                 meter=billable.meter,
                 period_start=None if billable.period_key == NO_PERIOD else billable.period_key,
                 error=failure,
+                retryable=retryable,
             )
         )
         return

@@ -1,0 +1,80 @@
+"""The billing export's planner: every tenant with a Stripe configuration, every plan that names meter events, every
+subscriber with a Stripe customer, grouped into (customer, meter) pairs — the unit a worker exports alone.
+
+The planner reads subscriptions only (bounded pages of the plan-subscribers index), never counters: the worker reads
+those when it runs, so a task is cheap to make and never stale. Users that bill to one customer share its pairs;
+a pair with more subjects than fit one task becomes several tasks of the same pair, which the queue runs in turn."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+
+from quotaflow.ledger.periods import iso
+from quotaflow.services.billing import ExportReport, PairTask, Skipped, Subject
+from quotaflow.services.stripe_config import load_config
+from quotaflow.store import items, keys
+from quotaflow.store.secret_box import SecretBox
+from quotaflow.store.table import Store
+
+TENANT_PAGES_MAX = 10
+SUBSCRIBER_PAGES_MAX = 100
+SUBJECTS_PER_TASK_MAX = 50  # keeps a queued task far below SQS's 256 KiB and a worker's run short
+
+
+def plan(store: Store, box: SecretBox, now: datetime, report: ExportReport) -> Iterator[PairTask]:
+    """Every pair with something that may be billable, tenant by tenant; skips and counts go on `report`."""
+    for registered in store.query_all(keys.STRIPE_TENANTS, "", pages_max=TENANT_PAGES_MAX):
+        tenant_id = registered["tenant_id"]
+        if load_config(store, box, tenant_id, now) is None:
+            continue
+        report.tenants += 1
+        pairs = _tenant_pairs(store, tenant_id, report)
+        report.pairs += len(pairs)
+        for (customer_id, event_name), subjects in sorted(pairs.items()):
+            for start in range(0, len(subjects), SUBJECTS_PER_TASK_MAX):
+                yield PairTask(
+                    tenant_id=tenant_id,
+                    customer_id=customer_id,
+                    event_name=event_name,
+                    subjects=subjects[start : start + SUBJECTS_PER_TASK_MAX],
+                    now=iso(now),
+                    dry_run=report.dry_run,
+                )
+
+
+def _tenant_pairs(store: Store, tenant_id: str, report: ExportReport) -> dict[tuple[str, str], list[Subject]]:
+    pairs: dict[tuple[str, str], list[Subject]] = defaultdict(list)
+    pk, prefix = keys.plans_prefix(tenant_id)
+    for plan_item in store.query_all(pk, prefix, pages_max=TENANT_PAGES_MAX):
+        stored_plan = items.plan_from(plan_item)
+        names = stored_plan.stripe.meter_event_names
+        report.skipped += [
+            Skipped(
+                tenant_id=tenant_id,
+                user_id=None,
+                meter=meter,
+                reason=f"plan {stored_plan.plan_id} names no Stripe meter event for it",
+            )
+            for meter in sorted(set(stored_plan.limits) - set(names))
+        ]
+        if not names:
+            continue
+        for subscriber in store.query_all(
+            keys.plan_subscribers(tenant_id, stored_plan.plan_id),
+            "",
+            pages_max=SUBSCRIBER_PAGES_MAX,
+            index=keys.GSI_PLAN_SUBSCRIBERS,
+        ):
+            user_id = subscriber["gsi1sk"]
+            customer = subscriber["subscription"].get("stripe_customer_id")
+            if not customer:
+                report.skipped += [
+                    Skipped(tenant_id=tenant_id, user_id=user_id, meter=meter, reason="no stripe_customer_id")
+                    for meter in sorted(names)
+                ]
+                continue
+            for meter, event_name in sorted(names.items()):
+                pairs[(customer, event_name)].append(Subject(user_id=user_id, meter=meter))
+    return pairs
