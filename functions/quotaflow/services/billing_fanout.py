@@ -16,7 +16,7 @@ from datetime import datetime
 
 from quotaflow.ledger.periods import iso, parse_iso
 from quotaflow.services.billing import ExportReport, Failed, PairTask, export_pair
-from quotaflow.services.billing_plan import plan
+from quotaflow.services.billing_plan import Progress, plan
 from quotaflow.services.stripe_config import load_config
 from quotaflow.store.secret_box import SecretBox
 from quotaflow.store.table import Store
@@ -26,7 +26,6 @@ PAIRS_IN_FLIGHT_MAX = 64  # threads; ~400 pairs/s when Stripe answers in 150 ms,
 TASKS_QUEUED_MAX = 4 * PAIRS_IN_FLIGHT_MAX  # the planner waits past this many unfinished tasks
 TENANTS_CACHED_MAX = 1_000
 Gateways = Callable[[str], StripeGateway]  # the tenant's API key -> a gateway
-Progress = Callable[[str], None]
 Worker = Callable[[PairTask], ExportReport]
 
 
@@ -120,7 +119,7 @@ def export(
     def worker(task: PairTask) -> ExportReport:
         return export_pair(store, None if task.dry_run else tenant_gateways(task), task)
 
-    run_tasks(plan(store, box, now, report), worker, report, threads=threads)
+    run_tasks(plan(store, box, now, report, progress), worker, report, threads=threads)
     if progress:
         progress(f"{report.tenants} tenants, {report.pairs} pairs: {report.events_sent} events sent")
     return report

@@ -8,7 +8,7 @@ a pair with more subjects than fit one task becomes several tasks of the same pa
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from quotaflow.ledger.periods import iso
@@ -21,9 +21,12 @@ from quotaflow.store.table import Store
 TENANT_PAGES_MAX = 10
 SUBSCRIBER_PAGES_MAX = 100
 SUBJECTS_PER_TASK_MAX = 50  # keeps a queued task far below SQS's 256 KiB and a worker's run short
+Progress = Callable[[str], None]
 
 
-def plan(store: Store, box: SecretBox, now: datetime, report: ExportReport) -> Iterator[PairTask]:
+def plan(
+    store: Store, box: SecretBox, now: datetime, report: ExportReport, progress: Progress | None = None
+) -> Iterator[PairTask]:
     """Every pair with something that may be billable, tenant by tenant; skips and counts go on `report`."""
     for registered in store.query_all(keys.STRIPE_TENANTS, "", pages_max=TENANT_PAGES_MAX):
         tenant_id = registered["tenant_id"]
@@ -32,6 +35,8 @@ def plan(store: Store, box: SecretBox, now: datetime, report: ExportReport) -> I
         report.tenants += 1
         pairs = _tenant_pairs(store, tenant_id, report)
         report.pairs += len(pairs)
+        if progress:
+            progress(f"tenant {tenant_id}: {len(pairs)} customer+meter pairs")
         for (customer_id, event_name), subjects in sorted(pairs.items()):
             for start in range(0, len(subjects), SUBJECTS_PER_TASK_MAX):
                 yield PairTask(
