@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from quotaflow.config import Settings
 from quotaflow_infra.export_queue import RETENTION_HOURS, VISIBILITY_TIMEOUT_S
 from quotaflow_infra.functions import EXPORT_WORKER_TIMEOUT_S, FUNCTIONS, ExportTasks
 from quotaflow_infra.lambdas import ENV_EXPORT_QUEUE_URL
@@ -69,6 +70,7 @@ def test_only_the_planner_may_put_tasks_on_the_queue(wired: Synth) -> None:
     assert senders == {"BillingExport"}
     planner = wired.resources("AWS::Lambda::Function")[function_id(wired, "BillingExport")]["Properties"]
     assert planner["Environment"]["Variables"][ENV_EXPORT_QUEUE_URL] == {"Ref": logical_id(wired, "ExportQueue/Tasks")}
+    assert Settings.from_env({ENV_EXPORT_QUEUE_URL: "https://sqs/q.fifo"}).export_queue_url == "https://sqs/q.fifo"
     worker_receives = [
         statement
         for statement in statements(wired, f"{WORKER.name}/Role")
