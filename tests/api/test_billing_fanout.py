@@ -221,3 +221,23 @@ def test_the_planner_queues_pairs_grouped_by_pair_and_the_worker_redelivers_only
     assert billing_export_worker.handler({"Records": redelivered}, WORKER)["batchItemFailures"] == []
     assert_each_identifier_billed_once(stub)
     assert billed_per_customer(stub) == expected_usage()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap of the watermark + identifier scheme (also before the fan-out): a resend after a crash carries "
+    "the usage added since under the identifier Stripe already holds, so Stripe drops the addition and the "
+    "watermark moves past it. Needs the pending delta recorded before the send (and carried over at rollover).",
+)
+def test_usage_added_between_a_crash_and_the_resume_is_still_billed(
+    billed: Api, runtime: Runtime, clock: Clock, stub: StripeStub
+) -> None:
+    crashing = CrashingGateway(stub.api_key, stub.url)
+    billing_fanout.export(runtime.store, runtime.secret_box, clock(), lambda _key: crashing)
+    for index in range(len(SOLO_CUSTOMERS)):
+        use(billed, f"solo{index:02d}", 7)
+    run(clock)
+    expected = {
+        customer: used + 7 if customer != SHARED_CUSTOMER else used for customer, used in expected_usage().items()
+    }
+    assert billed_per_customer(stub) == expected
