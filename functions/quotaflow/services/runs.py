@@ -209,7 +209,7 @@ def extend(scope: Scope, reservation_id: str, ttl_seconds: int, claim: Idempoten
             values={
                 ":expires": expires,
                 ":ttl": int((expires_at + TTL_GRACE).timestamp()),
-                ":bucket": keys.expiry_bucket(expires),
+                ":bucket": keys.expiry_bucket(expires, reservation_id),
                 ":by_expiry": f"{expires}#{scope.tenant_id}#{reservation_id}",
                 ":by_user": f"{expires}#{reservation_id}",
                 ":pending": "pending",

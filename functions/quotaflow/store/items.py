@@ -137,7 +137,7 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "created_at": iso(reservation.created_at),
         "expires_at": expires,
         "ttl": ttl_epoch_s,
-        "gsi2pk": keys.expiry_bucket(expires),
+        "gsi2pk": keys.expiry_bucket(expires, reservation.reservation_id),
         "gsi2sk": f"{expires}#{tenant_id}#{reservation.reservation_id}",
         "gsi3pk": keys.user_partition(tenant_id, reservation.user_id),
         "gsi3sk": f"{expires}#{reservation.reservation_id}",

@@ -1,0 +1,108 @@
+"""Sharded expiry buckets (moto and DynamoDB Local): reservations of one minute land in many shards, one sweep
+reads every shard and expires each reservation exactly once, and a change of shard count strands nothing.
+
+A shard-count change is a new deployment: the tests set keys.EXPIRY_SHARDS / EXPIRY_SHARDS_READ as that
+deployment's constants would be, then run the real writers and the real sweeper."""
+
+from __future__ import annotations
+
+import pytest
+
+from quotaflow.services import audit, expiry, metering
+from quotaflow.store import keys
+from quotaflow.store.table import Store
+from tests.conftest import Clock
+from tests.store.helpers import PAYGO, Tenant, lines
+
+RESERVATIONS_PER_DEPLOYMENT = 24
+
+
+@pytest.fixture
+def acme(store: Store, clock: Clock) -> Tenant:
+    tenant = Tenant(store, clock)
+    tenant.subscribe("u1", PAYGO, tokens=100_000)
+    return tenant
+
+
+def reserve_many(tenant: Tenant, count: int) -> list[str]:
+    return [metering.reserve(tenant.scope, "u1", lines(tokens=10), 60, None).reservation_id for _ in range(count)]
+
+
+def expiry_partitions(tenant: Tenant, reservation_ids: list[str]) -> set[str]:
+    found = set()
+    for reservation_id in reservation_ids:
+        item = tenant.store.get(keys.reservation(tenant.tenant_id, reservation_id))
+        assert item is not None
+        found.add(item["gsi2pk"])
+    return found
+
+
+def expire_entries(tenant: Tenant) -> int:
+    return sum(e.kind == "expire" for e in audit.ledger(tenant.scope, "u1", 200, None).entries)
+
+
+def deploy(monkeypatch: pytest.MonkeyPatch, written: int, read: int) -> None:
+    monkeypatch.setattr(keys, "EXPIRY_SHARDS", written)
+    monkeypatch.setattr(keys, "EXPIRY_SHARDS_READ", read)
+
+
+def test_one_sweep_expires_every_shard_of_a_minute_exactly_once(acme: Tenant, clock: Clock) -> None:
+    held = reserve_many(acme, RESERVATIONS_PER_DEPLOYMENT)
+    partitions = expiry_partitions(acme, held)
+    minute = keys.expiry_minute(metering.get_reservation(acme.scope, held[0]).expires_at.isoformat())
+    assert len(partitions) >= RESERVATIONS_PER_DEPLOYMENT // 2, "one minute's reservations spread over shards"
+    assert partitions <= set(keys.bucket_shards(minute, keys.EXPIRY_SHARDS))
+    clock.advance(seconds=61)
+    report = expiry.sweep(acme.store, clock(), acme.cache)
+    assert (report.expired, report.already_ended, report.more) == (RESERVATIONS_PER_DEPLOYMENT, 0, False)
+    assert report.buckets_read == len(expiry.overdue_buckets(clock())) * keys.EXPIRY_SHARDS_READ
+    assert expiry.sweep(acme.store, clock(), acme.cache).expired == 0, "a second run finds nothing"
+    assert [metering.get_reservation(acme.scope, r).status for r in held] == ["expired"] * len(held)
+    assert acme.counter("u1", "tokens")["reserved"] == 0
+    assert expire_entries(acme) == RESERVATIONS_PER_DEPLOYMENT
+    acme.assert_verified()
+
+
+@pytest.mark.parametrize(("old", "new"), [(1, 16), (16, 4)], ids=["unsharded-to-16", "16-to-4"])
+def test_a_shard_count_change_strands_no_reservation(
+    acme: Tenant, clock: Clock, monkeypatch: pytest.MonkeyPatch, old: int, new: int
+) -> None:
+    deploy(monkeypatch, written=old, read=old)
+    before = reserve_many(acme, RESERVATIONS_PER_DEPLOYMENT)
+    deploy(monkeypatch, written=new, read=max(old, new))  # the transition rule of keys.py
+    after = reserve_many(acme, RESERVATIONS_PER_DEPLOYMENT)
+    minute = keys.expiry_minute(metering.get_reservation(acme.scope, before[0]).expires_at.isoformat())
+    assert expiry_partitions(acme, before) <= set(keys.bucket_shards(minute, old))
+    assert expiry_partitions(acme, after) <= set(keys.bucket_shards(minute, new))
+    outside_new = expiry_partitions(acme, before + after) - set(keys.bucket_shards(minute, new))
+    assert old == 1 or outside_new, "some items sit where a reader of only the new count would never look"
+    if old == 1:
+        assert expiry_partitions(acme, before) == {minute}, "the unsharded key is shard 0 of the sharded layout"
+    clock.advance(seconds=61)
+    report = expiry.sweep(acme.store, clock(), acme.cache)
+    assert (report.expired, report.already_ended) == (2 * RESERVATIONS_PER_DEPLOYMENT, 0)
+    assert acme.counter("u1", "tokens")["reserved"] == 0
+    assert expire_entries(acme) == 2 * RESERVATIONS_PER_DEPLOYMENT
+    acme.assert_verified()
+
+
+@pytest.mark.unit
+def test_shards_are_stable_and_cover_the_range() -> None:
+    assert keys.shard_of("rsv_a", 128) == keys.shard_of("rsv_a", 128)  # not Python's per-process salted hash
+    assert {keys.shard_of(f"rsv_{n}", 16) for n in range(400)} == set(range(16))
+    assert keys.bucket_shards("EXP#2026-11-27T10:01", 3) == [
+        "EXP#2026-11-27T10:01",
+        "EXP#2026-11-27T10:01#1",
+        "EXP#2026-11-27T10:01#2",
+    ]
+    with pytest.raises(ValueError, match="at least one shard"):
+        keys.shard_of("rsv_a", 0)
+
+
+@pytest.mark.unit
+def test_a_sweep_reads_recent_minutes_and_every_thirtieth_back_to_the_lookback(clock: Clock) -> None:
+    minutes = expiry.overdue_buckets(clock())  # clock: 10:00
+    assert minutes == [
+        keys.expiry_minute(f"2026-11-27T{hour:02d}:{minute:02d}")
+        for hour, minute in [(8, 30), (9, 0), (9, 30), (9, 59), (10, 0)]
+    ]
