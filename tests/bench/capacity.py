@@ -5,6 +5,7 @@ small items reports 2.0 whatever the item count (measured here: 1 to 5 items of 
 figures are printed as measured but the cost uses the rule below, applied to the real items:
 
 - each item in a transaction: 2 write units per started KB of the larger of its before and after images;
+- a single PutItem / UpdateItem / DeleteItem: 1 write unit per started KB of the same;
 - each global secondary index the item enters, leaves or changes in: 1 write unit per started KB of the projected
   image (an assumption: index propagation is not part of the two-phase transaction; at 2 units it costs more,
   and the report says how much).
@@ -24,7 +25,9 @@ from typing import Any
 
 KB = 1024
 TRANSACTION_UNITS_PER_KB = 2
+SINGLE_WRITE_UNITS_PER_KB = 1
 INDEX_UNITS_PER_KB = 1  # the assumption above
+WRITE_OPERATIONS = ("TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem")
 
 
 def number_size(text: str) -> int:
@@ -90,50 +93,51 @@ class Ledger:
 
 
 class Meter:
-    """Watches one client: before each TransactWriteItems it reads the before images with a separate probe client,
-    after it the after images, and turns both into `Write`s under the current operation's name."""
+    """Watches one client: before each write call it reads the before images with a separate probe client,
+    after it the after images, and turns both into `Write`s under the current operation's name. A botocore event
+    hook on the client: the store's code runs unchanged."""
 
     def __init__(self, client: Any, probe: Any, indexes: dict[str, str]) -> None:
         self.client, self.probe, self.indexes = client, probe, indexes  # indexes: name -> partition key attribute
         self.ledger = Ledger()
         self._op: str | None = None
-        self._pending: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None, int]] = []
 
     @contextmanager
     def op(self, name: str) -> Iterator[None]:
         self._op = name
         self.ledger.writes.setdefault(name, [])
-        self.client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", self._before)
-        self.client.meta.events.register("after-call.dynamodb.TransactWriteItems", self._after)
+        for operation in WRITE_OPERATIONS:
+            self.client.meta.events.register(f"provide-client-params.dynamodb.{operation}", self._before)
+            self.client.meta.events.register(f"after-call.dynamodb.{operation}", self._after)
         try:
             yield
         finally:
-            self.client.meta.events.unregister("provide-client-params.dynamodb.TransactWriteItems", self._before)
-            self.client.meta.events.unregister("after-call.dynamodb.TransactWriteItems", self._after)
+            for operation in WRITE_OPERATIONS:
+                self.client.meta.events.unregister(f"provide-client-params.dynamodb.{operation}", self._before)
+                self.client.meta.events.unregister(f"after-call.dynamodb.{operation}", self._after)
             self._op = None
 
-    def _before(self, params: dict[str, Any], **_: Any) -> None:
+    def _before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         self._pending = []
+        if model.name != "TransactWriteItems":
+            self._pending.append((model.name, params, self._read(params), SINGLE_WRITE_UNITS_PER_KB))
+            return
         for write in params["TransactItems"]:
             ((operation, body),) = write.items()
-            if operation == "ConditionCheck":
-                continue
-            key = _key_of(body)
-            self._pending.append((write, self._read(body["TableName"], key)))
+            if operation != "ConditionCheck":
+                self._pending.append((operation, body, self._read(body), TRANSACTION_UNITS_PER_KB))
 
     def _after(self, http_response: Any = None, **_: Any) -> None:
         if self._op is None or getattr(http_response, "status_code", 200) != 200:
             self._pending = []
             return
-        for write, before in self._pending:
-            ((operation, body),) = write.items()
-            after = self._read(body["TableName"], _key_of(body))
+        for operation, body, before, units_per_kb in self._pending:
+            after = self._read(body)
             size = max(item_size(before), item_size(after))
             indexed = tuple(self._index_writes(before, after))
             partition = _key_of(body)["pk"]["S"]
-            self.ledger.writes[self._op].append(
-                Write(operation, partition, units(size, TRANSACTION_UNITS_PER_KB), indexed)
-            )
+            self.ledger.writes[self._op].append(Write(operation, partition, units(size, units_per_kb), indexed))
         self._pending = []
 
     def _index_writes(
@@ -149,8 +153,10 @@ class Meter:
             image = after if has is not None else before
             yield index, (has or had)["S"], units(item_size(image), INDEX_UNITS_PER_KB)
 
-    def _read(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self.probe.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    def _read(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.probe.get_item(
+            TableName=body["TableName"], Key=_key_of(body), ConsistentRead=True
+        ).get("Item")
         return found
 
 
@@ -174,7 +180,7 @@ PARTITION_KINDS = (
     (re.compile(r"^T#[^#]+#U#[^#]+$"), "the user's partition"),
     (re.compile(r"^T#[^#]+#R#"), "the reservation's own partition"),
     (re.compile(r"^T#[^#]+#I#"), "the idempotency record's partition"),
-    (re.compile(r"^EXP#"), "the expiry-minute bucket (shared by every tenant)"),
+    (re.compile(r"^EXP#"), "an expiry-minute bucket's shard (shared by every tenant)"),
 )
 
 
