@@ -1,18 +1,25 @@
-"""Sharded expiry buckets (moto and DynamoDB Local): reservations of one minute land in many shards, one sweep
-reads every shard and expires each reservation exactly once, and a change of shard count strands nothing.
+"""Sharded GSI2 buckets (moto and DynamoDB Local): reservations of one minute, grants of one day and alerts due
+land in many shards; one sweep (or one redelivery run) reads every shard and ends each exactly once, and a change
+of shard count strands nothing.
 
 A shard-count change is a new deployment: the tests set keys.EXPIRY_SHARDS / EXPIRY_SHARDS_READ as that
 deployment's constants would be, then run the real writers and the real sweeper."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
+
 import pytest
 
-from quotaflow.services import audit, expiry, metering
+from quotaflow.ledger.alerts import THRESHOLD_CROSSED, Alert
+from quotaflow.services import alerts, audit, credits, expiry, metering
 from quotaflow.store import keys
-from quotaflow.store.table import Store
+from quotaflow.store.secret_box import LocalSecretBox
+from quotaflow.store.table import Item, Store
 from tests.conftest import Clock
 from tests.store.helpers import PAYGO, Tenant, lines
+from tests.support.webhook_receiver import SECRET, Receiver
 
 RESERVATIONS_PER_DEPLOYMENT = 24
 
@@ -41,9 +48,17 @@ def expire_entries(tenant: Tenant) -> int:
     return sum(e.kind == "expire" for e in audit.ledger(tenant.scope, "u1", 200, None).entries)
 
 
-def deploy(monkeypatch: pytest.MonkeyPatch, written: int, read: int) -> None:
-    monkeypatch.setattr(keys, "EXPIRY_SHARDS", written)
-    monkeypatch.setattr(keys, "EXPIRY_SHARDS_READ", read)
+def deploy(monkeypatch: pytest.MonkeyPatch, written: int, read: int, family: str = "EXPIRY") -> None:
+    monkeypatch.setattr(keys, f"{family}_SHARDS", written)
+    monkeypatch.setattr(keys, f"{family}_SHARDS_READ", read)
+
+
+def items_with(store: Store, sk: str, prefix: bool = False) -> list[Item]:
+    condition = "begins_with(sk, :sk)" if prefix else "sk = :sk"
+    raw = store.client.scan(
+        TableName=store.table_name, FilterExpression=condition, ExpressionAttributeValues={":sk": {"S": sk}}
+    )
+    return [{name: next(iter(value.values())) for name, value in item.items()} for item in raw["Items"]]
 
 
 def test_one_sweep_expires_every_shard_of_a_minute_exactly_once(acme: Tenant, clock: Clock) -> None:
@@ -86,6 +101,21 @@ def test_a_shard_count_change_strands_no_reservation(
     acme.assert_verified()
 
 
+def test_a_shard_with_more_than_a_run_reads_is_finished_by_the_next_run(
+    acme: Tenant, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy(monkeypatch, written=1, read=1)
+    monkeypatch.setattr(expiry, "SWEEP_SHARD_ITEMS_MAX", 3)
+    held = reserve_many(acme, 5)
+    clock.advance(seconds=61)
+    first = expiry.sweep(acme.store, clock(), acme.cache)
+    assert (first.expired, first.more) == (3, True)
+    second = expiry.sweep(acme.store, clock(), acme.cache)
+    assert (second.expired, second.more) == (2, False)
+    assert [metering.get_reservation(acme.scope, r).status for r in held] == ["expired"] * 5
+    acme.assert_verified()
+
+
 @pytest.mark.unit
 def test_shards_are_stable_and_cover_the_range() -> None:
     assert keys.shard_of("rsv_a", 128) == keys.shard_of("rsv_a", 128)  # not Python's per-process salted hash
@@ -106,3 +136,51 @@ def test_a_sweep_reads_recent_minutes_and_every_thirtieth_back_to_the_lookback(c
         keys.expiry_minute(f"2026-11-27T{hour:02d}:{minute:02d}")
         for hour, minute in [(8, 30), (9, 0), (9, 30), (9, 59), (10, 0)]
     ]
+
+
+GRANTED_USERS = 12
+
+
+def test_grants_of_one_day_over_every_shard_and_two_shard_counts_expire_in_one_sweep(
+    acme: Tenant, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expires = clock() + timedelta(days=1)
+    deploy(monkeypatch, written=1, read=1, family="GRANT_EXPIRY")  # the unsharded layout
+    for user in range(GRANTED_USERS // 2):
+        acme.subscribe(f"g{user}", PAYGO, tokens=1000)
+        credits.grant(acme.scope, f"g{user}", "tokens", 100, expires, None)
+    deploy(monkeypatch, written=16, read=16, family="GRANT_EXPIRY")
+    for user in range(GRANTED_USERS // 2, GRANTED_USERS):
+        acme.subscribe(f"g{user}", PAYGO, tokens=1000)
+        credits.grant(acme.scope, f"g{user}", "tokens", 100, expires, None)
+    buckets = {item["gsi2pk"] for item in items_with(acme.store, keys.GRANT_PREFIX, prefix=True)}
+    assert keys.grant_expiry_day(expires.isoformat()) in buckets and len(buckets) >= GRANTED_USERS // 3
+    clock.advance(days=1, minutes=1)
+    report = expiry.sweep(acme.store, clock(), acme.cache)
+    assert (report.grants_expired, report.credits_removed) == (GRANTED_USERS, 100 * GRANTED_USERS)
+    assert expiry.sweep(acme.store, clock(), acme.cache).grants_expired == 0
+    acme.assert_verified()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver(failures=0)
+    yield running
+    running.close()
+
+
+ALERTS_RECORDED = 20
+
+
+def test_alerts_due_in_every_shard_are_delivered_once(store: Store, clock: Clock, receiver: Receiver) -> None:
+    tenant = Tenant(store, clock)
+    box = LocalSecretBox("sharded-alerts-root-secret")
+    alerts.put_webhook(tenant.scope, box, alerts.WebhookBody(url=receiver.url, secret=SECRET), allow_loopback_http=True)
+    for number in range(ALERTS_RECORDED):
+        user = f"u{number}"
+        alert = Alert(f"whe_{number:032d}", THRESHOLD_CROSSED, "acme", user, "tokens", "2026-11", 50, 100, 50, 50)
+        assert alerts.record(store, alert, clock()) is not None
+    assert len({item["gsi2pk"] for item in items_with(store, "ALERT")}) >= ALERTS_RECORDED // 2
+    assert alerts.retry_due(store, box, clock(), alerts.http_post) == {"delivered": ALERTS_RECORDED}
+    assert alerts.retry_due(store, box, clock(), alerts.http_post) == {}
+    assert len(receiver.received) == ALERTS_RECORDED

@@ -174,7 +174,7 @@ def deliver(store: Store, box: SecretBox, item: Item, now: datetime, post: Post)
 def retry_due(store: Store, box: SecretBox, now: datetime, post: Post) -> dict[str, int]:
     """Deliver the alerts whose next attempt is due (the sweeper's minute, or `/_local/run/notifier`)."""
     partitions = keys.bucket_shards(keys.ALERTS_DUE, keys.ALERTS_DUE_SHARDS_READ)
-    every_due = shards.read_due(store, partitions, f"{iso(now)}#~", RETRIES_PER_RUN_MAX)
+    every_due = shards.read_due(store, partitions, f"{iso(now)}#~", RETRIES_PER_RUN_MAX).items
     outcomes: dict[str, int] = {}
     for due in sorted(every_due, key=lambda item: item["gsi2sk"])[:RETRIES_PER_RUN_MAX]:
         item = store.get({"pk": due["pk"], "sk": due["sk"]})

@@ -199,7 +199,7 @@ def expire_due_grants(store: Store, now: datetime, cache: ContainerCache) -> tup
     for back in range(EXPIRY_LOOKBACK_DAYS, -1, -1):
         day = keys.grant_expiry_day(iso(now - timedelta(days=back)))
         partitions = keys.bucket_shards(day, keys.GRANT_EXPIRY_SHARDS_READ)
-        due = shards.read_due(store, partitions, f"{iso(now)}#~", GRANTS_PER_SWEEP_MAX)
+        due = shards.read_due(store, partitions, f"{iso(now)}#~", GRANTS_PER_SWEEP_MAX).items
         for item in sorted(due, key=lambda found: found["gsi2sk"])[:GRANTS_PER_SWEEP_MAX]:
             tenant_id = item["gsi2sk"].split("#")[1]
             taken = end_grant(

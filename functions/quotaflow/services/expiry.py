@@ -21,6 +21,7 @@ SWEEP_LOOKBACK_MINUTES = 90  # longer than the TTL grace: whatever TTL deletes w
 SWEEP_RECENT_MINUTES = 2
 SWEEP_DEEP_EVERY_MINUTES = 30
 SWEEP_RESERVATIONS_PER_RUN_MAX = 1_000
+SWEEP_SHARD_ITEMS_MAX = 100  # read from one shard per minute per run: 128 x 100 items in memory at most
 
 
 class SweepReport(Model):
@@ -62,14 +63,15 @@ def _sweep_reservations(store: Store, now: datetime, cache: ContainerCache) -> S
     )
     overdue_below = f"{iso(now)}#~"  # gsi2sk = <expires_at>#<tenant>#<id>: everything expiring at or before now
     for minute in overdue_buckets(now):
+        room = SWEEP_RESERVATIONS_PER_RUN_MAX - report.expired - report.already_ended
+        if room <= 0:
+            report.more = True
+            return report
         partitions = keys.bucket_shards(minute, keys.EXPIRY_SHARDS_READ)
         report.buckets_read += len(partitions)
-        room = SWEEP_RESERVATIONS_PER_RUN_MAX - report.expired - report.already_ended
-        due = sorted(shards.read_due(store, partitions, overdue_below, room), key=lambda item: item["gsi2sk"])
-        for item in due:
-            if report.expired + report.already_ended >= SWEEP_RESERVATIONS_PER_RUN_MAX:
-                report.more = True
-                return report
+        read = shards.read_due(store, partitions, overdue_below, min(room, SWEEP_SHARD_ITEMS_MAX))
+        report.more = report.more or read.truncated or len(read.items) > room
+        for item in sorted(read.items, key=lambda found: found["gsi2sk"])[:room]:
             reservation = items.reservation_from(item)
             age_s = int((now - reservation.expires_at).total_seconds())
             report.oldest_overdue_age_seconds = max(report.oldest_overdue_age_seconds, age_s)
