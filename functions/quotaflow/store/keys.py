@@ -35,9 +35,10 @@ Shared buckets are sharded. Every GSI2 partition above is written by every tenan
 a fixed number of shards by a hash of the item's id (`shard_of`): shard 0 is the bare bucket name, shard k > 0 is
 `<bucket>#<k>`. A reader reads shards 0 .. `*_SHARDS_READ` - 1. Changing a shard count never strands an item:
 writers use the new `*_SHARDS`, and `*_SHARDS_READ` stays at the largest count any item still in reach was
-written with (an item written with n shards sits in a shard below n) — for reservations and alerts that is the
-sweeper's 90-minute lookback, for grants the longest grant lifetime, so for grants keep the old maximum. The
-unsharded layout of earlier versions is the 1-shard case (shard 0 is the old key), so upgrading strands nothing.
+written with (an item written with n shards sits in a shard below n): for reservations until the sweeper's
+90-minute lookback has passed, for alerts until the longest retry wait (6 h) has, for grants until the
+longest-lived grant written before has expired (in practice: keep the old maximum). The unsharded layout of
+earlier versions is the 1-shard case (shard 0 is the old key), so upgrading strands nothing.
 """
 
 from __future__ import annotations
@@ -218,6 +219,12 @@ GRANT_EXPIRY_SHARDS_READ = 16
 ALERTS_DUE_SHARDS = 16
 ALERTS_DUE_SHARDS_READ = 16
 SHARD_HASH_BYTES = 8
+if not (
+    EXPIRY_SHARDS_READ >= EXPIRY_SHARDS
+    and GRANT_EXPIRY_SHARDS_READ >= GRANT_EXPIRY_SHARDS
+    and ALERTS_DUE_SHARDS_READ >= ALERTS_DUE_SHARDS
+):
+    raise ValueError("a reader must read at least as many shards as writers write: items would be stranded")
 
 
 def shard_of(item_id: str, shards: int) -> int:
