@@ -77,11 +77,12 @@ def postings(
     return out
 
 
-def held_on(user_id: str, posted: Sequence[Posting]) -> dict[str, list[str]]:
+def holds_by_level(user_id: str, posted: Sequence[Posting]) -> dict[str, tuple[str, ...]]:
     """Which meters each level took (holder id -> meters): what a reservation records to end its holds there."""
-    taken: dict[str, list[str]] = {}
+    taken: dict[str, tuple[str, ...]] = {}
     for posting in posted:
-        taken.setdefault(posting.holder or user_id, []).append(posting.meter)
+        holder = posting.holder or user_id
+        taken[holder] = (*taken.get(holder, ()), posting.meter)
     return taken
 
 

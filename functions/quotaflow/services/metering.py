@@ -53,7 +53,7 @@ def reserve(
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(reserved=line.amount), Guard.ROOM_IF_HARD) for line in lines]
         postings, chain = levels.post(scope, user_id, limits, "reserve", changes)
-        made.append(replace(reservation, held_on={k: tuple(v) for k, v in levels.held_on(user_id, postings).items()}))
+        made.append(replace(reservation, held_on=levels.holds_by_level(user_id, postings)))
         item = items.reservation_item(scope.tenant_id, made[-1], ttl_epoch_s)
         return engine.Change(
             postings,
@@ -144,19 +144,11 @@ def reap_deleted(scope: Scope, reservation: Reservation) -> bool:
     """Refund a pending reservation that DynamoDB TTL deleted before anything expired it. The item is gone, so
     the guard is a tombstone in its place, written in the same transaction: a retried stream batch, the
     sweeper or a late commit find no pending reservation and do nothing. True if this call refunded it."""
-    tombstone = {
-        **keys.reservation(scope.tenant_id, reservation.reservation_id),
-        "reservation_id": reservation.reservation_id,
-        "user_id": reservation.user_id,
-        "lines": items.lines_to(reservation.lines),
-        "held": items.lines_to(reservation.held),
-        "drawn": items.lines_to(reservation.drawn),
-        "status": "expired",
-        "created_at": iso(reservation.created_at),
-        "expires_at": iso(reservation.expires_at),
-        "ended_at": iso(scope.now),
-        "ttl": int((scope.now + TOMBSTONE_KEEP).timestamp()),
-    }
+    ttl_epoch_s = int((scope.now + TOMBSTONE_KEEP).timestamp())
+    tombstone = {**items.reservation_item(scope.tenant_id, reservation, ttl_epoch_s), "status": "expired"}
+    tombstone["ended_at"] = iso(scope.now)
+    for index_attribute in keys.RESERVATION_INDEX_ATTRIBUTES:  # ended: in no index, like any ended reservation
+        del tombstone[index_attribute]
     settlement = release(reservation.held)
 
     def build(limits: UserLimits) -> engine.Change:
