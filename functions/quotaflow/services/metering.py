@@ -32,6 +32,7 @@ TTL_GRACE = timedelta(hours=1)  # DynamoDB TTL removes a reservation item this l
 RESERVATION_TAG = "reservation"
 RECLAIM_PER_WRITE_MAX = 10  # overdue reservations a refused reserve or event expires inline before retrying
 RESERVATION_WRITE_ATTEMPTS_MAX = 40  # writers racing on one reservation (parallel agent steps) each win in turn
+RESERVATION_WRITE_PATIENCE_S = 8.0  # ... and for this long at least: inside the API function's 10 s timeout
 
 
 def reserve(
@@ -307,6 +308,7 @@ def _end(
             body={},
             on_cancel=on_cancel,
             attempts_max=RESERVATION_WRITE_ATTEMPTS_MAX,
+            patience_s=RESERVATION_WRITE_PATIENCE_S,
         )
     finally:
         scope.cache.reservations.forget((scope.tenant_id, reservation.reservation_id))

@@ -24,6 +24,7 @@ from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_i
 from quotaflow.services.metering import (
     RESERVATION_TAG,
     RESERVATION_WRITE_ATTEMPTS_MAX,
+    RESERVATION_WRITE_PATIENCE_S,
     TTL_GRACE,
     get_reservation,
     pending_reservation,
@@ -164,6 +165,7 @@ def _change_hold(
             on_cancel=on_cancel,
             reclaim=lambda: reclaim_overdue(scope, reservation.user_id),
             attempts_max=RESERVATION_WRITE_ATTEMPTS_MAX,
+            patience_s=RESERVATION_WRITE_PATIENCE_S,
         )
     except Exception:
         scope.cache.reservations.forget(cache_key)
