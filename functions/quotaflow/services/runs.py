@@ -128,7 +128,7 @@ def _change_hold(
                     ":held": items.lines_to(after.held),
                     ":drawn": items.lines_to(after.drawn),
                     ":lines": items.lines_to(after.lines),
-                    ":held_on": {holder: list(meters) for holder, meters in after.held_on.items()},
+                    ":held_on": items.held_on_to(after.held_on),
                     ":one": 1,
                     ":pending": "pending",
                     ":now": iso(scope.now),
