@@ -14,7 +14,7 @@ from quotaflow.ledger.errors import NotFound, ReservationExpired, ReservationNot
 from quotaflow.ledger.plans import Limit, Plan
 from quotaflow.services import accounts, balances, metering, plans, runs
 from quotaflow.services.idempotency import IdempotencyClaim, Replay
-from quotaflow.store import items, keys
+from quotaflow.store import items, keys, sizes
 from quotaflow.store.table import Store
 from tests.conftest import Clock, dynamodb_calls
 from tests.store.helpers import PAYGO, Tenant, lines
@@ -72,6 +72,21 @@ def test_commit_and_release_elsewhere_end_exactly_in_one_call_each(here: Tenant)
     stored = metering.get_reservation(here.scope, committed.reservation_id)
     assert (stored.status, stored.held) == ("committed", ())
     here.assert_verified()
+
+
+@pytest.mark.parametrize(("user_id_length", "carries"), [(62, True), (63, False), (100, False)])
+def test_an_id_carries_the_hold_only_while_its_item_costs_no_more_write_units(
+    here: Tenant, user_id_length: int, carries: bool
+) -> None:
+    """With two lines, a 63-character user id still fits in an id but would take the item past 1 KB."""
+    user_id = "u" * user_id_length
+    here.subscribe(user_id, PAYGO, tokens=100_000)
+    held = metering.reserve(here.scope, user_id, lines(tokens=4000, requests=1), TTL_SECONDS, None)
+    item = here.store.get(keys.reservation(here.tenant_id, held.reservation_id))
+    assert item is not None and sizes.started_kilobytes(item) == 1
+    assert (reservation_ids.as_created(held.reservation_id) is not None) is carries
+    fits = reservation_ids.with_hold("0" * 16, user_id, lines(tokens=4000, requests=1), here.clock(), TTL_SECONDS)
+    assert (fits is not None) is (user_id_length < 100)
 
 
 def test_a_retried_commit_elsewhere_replays_the_first_answer(here: Tenant) -> None:

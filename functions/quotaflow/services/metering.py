@@ -27,7 +27,7 @@ from quotaflow.services.views import (
     ReleaseView,
     ReservationView,
 )
-from quotaflow.store import items, keys
+from quotaflow.store import items, keys, sizes
 from quotaflow.store.table import Item, Transaction, TransactionCancelled
 
 TTL_GRACE = timedelta(hours=1)  # DynamoDB TTL removes a reservation item this long after it expired
@@ -40,7 +40,7 @@ def reserve(
     scope: Scope, user_id: str, lines: list[Line], ttl_seconds: int, claim: IdempotencyClaim | None
 ) -> ReservationView:
     reservation = Reservation(
-        reservation_id=new_reservation_id(scope, user_id, lines, ttl_seconds),
+        reservation_id=scope.new_id("rsv"),
         user_id=user_id,
         lines=tuple(lines),
         status="pending",
@@ -48,38 +48,42 @@ def reserve(
         expires_at=scope.now + timedelta(seconds=ttl_seconds),
         held=tuple(lines),
     )
-    view = reservation_view(reservation, scope)
+    carrying = reservation_ids.with_hold(
+        secrets.token_hex(reservation_ids.NONCE_BYTES), user_id, lines, scope.now, ttl_seconds
+    )
     ttl_epoch_s = int((reservation.expires_at + TTL_GRACE).timestamp())
     made: list[Reservation] = []
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(reserved=line.amount), Guard.ROOM_IF_HARD) for line in lines]
         postings, chain = levels.post(scope, user_id, limits, "reserve", changes)
-        made.append(replace(reservation, held_on={k: tuple(v) for k, v in levels.held_on(user_id, postings).items()}))
-        item = items.reservation_item(scope.tenant_id, made[-1], ttl_epoch_s)
+        held_on = {k: tuple(v) for k, v in levels.held_on(user_id, postings).items()}
+        placed, item = _placed(scope, replace(reservation, held_on=held_on), carrying, ttl_epoch_s)
+        made.append(placed)
         return engine.Change(
             postings,
-            reservation.reservation_id,
+            placed.reservation_id,
             extra=lambda tx: tx.put(RESERVATION_TAG, item, condition="attribute_not_exists(pk)"),
             levels=chain,
+            response=reservation_view(placed, scope).model_dump(mode="json"),
         )
 
-    engine.write(
-        scope,
-        user_id,
-        build,
-        claim=claim,
-        body=view.model_dump(mode="json"),
-        reclaim=lambda: reclaim_overdue(scope, user_id),
-    )
-    scope.cache.reservations.put((scope.tenant_id, reservation.reservation_id), made[-1])
-    return view
+    engine.write(scope, user_id, build, claim=claim, body={}, reclaim=lambda: reclaim_overdue(scope, user_id))
+    scope.cache.reservations.put((scope.tenant_id, made[-1].reservation_id), made[-1])
+    return reservation_view(made[-1], scope)
 
 
-def new_reservation_id(scope: Scope, user_id: str, lines: list[Line], ttl_seconds: int) -> str:
-    """An id that carries the hold (any container can end it in one call), or a plain one when it does not fit."""
-    nonce = secrets.token_hex(reservation_ids.NONCE_BYTES)
-    return reservation_ids.with_hold(nonce, user_id, lines, scope.now, ttl_seconds) or scope.new_id("rsv")
+def _placed(scope: Scope, plain: Reservation, carrying: str | None, ttl_epoch_s: int) -> tuple[Reservation, Item]:
+    """The reservation and its item under the id that carries its hold (any container can end it in one call),
+    unless none fits or it would make the item cost more write units than a plain id does."""
+    plain_item = items.reservation_item(scope.tenant_id, plain, ttl_epoch_s)
+    if carrying is None:
+        return plain, plain_item
+    placed = replace(plain, reservation_id=carrying)
+    item = items.reservation_item(scope.tenant_id, placed, ttl_epoch_s)
+    if sizes.started_kilobytes(item) > sizes.started_kilobytes(plain_item):
+        return plain, plain_item
+    return placed, item
 
 
 def reservation_view(reservation: Reservation, scope: Scope) -> ReservationView:
