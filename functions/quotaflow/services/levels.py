@@ -86,6 +86,13 @@ def holds_by_level(user_id: str, posted: Sequence[Posting]) -> dict[str, tuple[s
     return taken
 
 
+def holding(scope: Scope, user_id: str, limits: UserLimits, meters: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Where a reserve of `meters` would hold now (holder id -> meters): the user and each account above it whose
+    plan has the meter, as a reservation made with these limits records in `held_on`."""
+    posted, _ = post(scope, user_id, limits, "reserve", [(meter, Delta(), Guard.NONE) for meter in meters])
+    return holds_by_level(user_id, posted)
+
+
 def post(
     scope: Scope,
     user_id: str,

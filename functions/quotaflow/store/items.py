@@ -144,6 +144,10 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
     }
 
 
+def held_on_to(held_on: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    return {holder: list(meters) for holder, meters in held_on.items()}
+
+
 def reservation_from(item: Item) -> Reservation:
     return Reservation(
         reservation_id=item["reservation_id"],
@@ -157,10 +161,6 @@ def reservation_from(item: Item) -> Reservation:
         version=item.get("version", 0),
         held_on=_held_on(item),
     )
-
-
-def held_on_to(held_on: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
-    return {holder: list(meters) for holder, meters in held_on.items()}
 
 
 def _held_on(item: Item) -> dict[str, tuple[str, ...]]:
