@@ -165,3 +165,14 @@ def test_exports_are_stamped_inside_anchored_periods_even_when_an_anchor_change_
     stamps = [int(e["timestamp"]) for e in stub.meter_events if e["payload"]["stripe_customer_id"] == "cus_1"]
     assert stamps[1:] == [int(clock().timestamp())] and stamps[1] >= cut_at
     assert metered("POST", "/v1/verify", {}).body["ok"] is True
+
+
+def test_an_accounts_pool_is_billed_to_the_accounts_customer_once(metered: Api, clock: Clock, stub: StripeStub) -> None:
+    account = {"name": "Acme", "plan_id": "plan_metered", "stripe_customer_id": "cus_2"}
+    assert metered("PUT", "/v1/accounts/acme", account).status == 200
+    assert metered("PUT", "/v1/users/u4/subscription", {"plan_id": "plan_metered", "account_id": "acme"}).status == 200
+    use(metered, "u4", 500)  # the member has no customer of its own: only the pool is billed
+    report = run(clock)
+    assert sent(stub) == [("cus_2", 500)]
+    assert ("u4", "no stripe_customer_id") in {(s["user_id"], s["reason"]) for s in report["skipped"]}
+    assert run(clock)["events_sent"] == 0

@@ -10,12 +10,11 @@ figures are printed as measured but the cost uses the rule below, applied to the
   image (an assumption: index propagation is not part of the two-phase transaction; at 2 units it costs more,
   and the report says how much).
 
-Item sizes follow AWS's documented rule: attribute name bytes + value bytes; a number is about one byte per two
-significant digits plus one; lists and maps add 3 bytes plus one per element."""
+Item sizes follow AWS's documented rule (`quotaflow.store.sizes`, which also keeps reservation ids from costing
+write units)."""
 
 from __future__ import annotations
 
-import base64
 import math
 import re
 from collections.abc import Iterator
@@ -23,43 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-KB = 1024
+from quotaflow.store.sizes import KB, item_size
+
 TRANSACTION_UNITS_PER_KB = 2
 SINGLE_WRITE_UNITS_PER_KB = 1
 INDEX_UNITS_PER_KB = 1  # the assumption above
 WRITE_OPERATIONS = ("TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem")
-
-
-def number_size(text: str) -> int:
-    digits = text.lstrip("-").replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
-
-
-def value_size(value: dict[str, Any]) -> int:
-    ((kind, raw),) = value.items()
-    if kind == "S":
-        return len(raw.encode())
-    if kind == "N":
-        return number_size(raw)
-    if kind == "B":
-        return len(base64.b64decode(raw)) if isinstance(raw, str) else len(raw)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "L":
-        return 3 + sum(1 + value_size(element) for element in raw)
-    if kind == "M":
-        return 3 + sum(len(name.encode()) + 1 + value_size(element) for name, element in raw.items())
-    if kind == "SS":
-        return sum(len(element.encode()) for element in raw)
-    if kind == "NS":
-        return sum(number_size(element) for element in raw)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    if not item:
-        return 0
-    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
 
 
 def units(size_bytes: int, per_kb: int) -> int:

@@ -17,6 +17,7 @@ PARTITION_WRITE_UNITS_PER_S = 1_000  # DynamoDB's per-partition write ceiling
 CYCLE_OPS = ("reserve", "commit")
 TARGETS = {
     "ddb_calls": "reserve, commit, usage, can_use = 1 call each in steady state",
+    "commit_other_container": "ddb_calls_other_paths.commit_other_container = 1 (the id carries the hold)",
     "overhead_ratio": "<= 1.3",
     "serve_vs_raw_throughput": ">= 0.7",
     "import_ratio_api": "<= 1.5",
@@ -143,6 +144,7 @@ def _results(
     }
     met = {
         "ddb_calls": all(ddb_calls[op] == 1 for op in budgets.TARGET_OPS),
+        "commit_other_container": counted.count("commit_other_container") == 1,
         "overhead_ratio": overhead.ratio <= 1.3,
         "serve_vs_raw_throughput": flow.ratio >= 0.7 and not flow.errors,
         "import_ratio_api": cold.import_ratio_api <= 1.5,

@@ -132,7 +132,7 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "lines": lines_to(reservation.lines),
         "held": lines_to(reservation.held),
         "drawn": lines_to(reservation.drawn),
-        "held_on": {holder: list(meters) for holder, meters in reservation.held_on.items()},
+        "held_on": held_on_to(reservation.held_on),
         "status": reservation.status,
         "created_at": iso(reservation.created_at),
         "expires_at": expires,
@@ -142,6 +142,10 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "gsi3pk": keys.user_partition(tenant_id, reservation.user_id),
         "gsi3sk": f"{expires}#{reservation.reservation_id}",
     }
+
+
+def held_on_to(held_on: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    return {holder: list(meters) for holder, meters in held_on.items()}
 
 
 def reservation_from(item: Item) -> Reservation:
