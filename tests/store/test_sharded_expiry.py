@@ -21,6 +21,7 @@ from tests.conftest import Clock
 from tests.store.helpers import PAYGO, Tenant, lines
 from tests.support.webhook_receiver import SECRET, Receiver
 
+pytestmark = pytest.mark.production_shards
 RESERVATIONS_PER_DEPLOYMENT = 24
 
 
@@ -70,7 +71,7 @@ def test_one_sweep_expires_every_shard_of_a_minute_exactly_once(acme: Tenant, cl
     clock.advance(seconds=61)
     report = expiry.sweep(acme.store, clock(), acme.cache)
     assert (report.expired, report.already_ended, report.more) == (RESERVATIONS_PER_DEPLOYMENT, 0, False)
-    assert report.buckets_read == len(expiry.overdue_buckets(clock())) * keys.EXPIRY_SHARDS_READ
+    assert report.buckets_read == len(expiry.overdue_buckets(clock(), None)) * keys.EXPIRY_SHARDS_READ
     assert expiry.sweep(acme.store, clock(), acme.cache).expired == 0, "a second run finds nothing"
     assert [metering.get_reservation(acme.scope, r).status for r in held] == ["expired"] * len(held)
     assert acme.counter("u1", "tokens")["reserved"] == 0
@@ -130,12 +131,27 @@ def test_shards_are_stable_and_cover_the_range() -> None:
 
 
 @pytest.mark.unit
-def test_a_sweep_reads_recent_minutes_and_every_thirtieth_back_to_the_lookback(clock: Clock) -> None:
-    minutes = expiry.overdue_buckets(clock())  # clock: 10:00
-    assert minutes == [
-        keys.expiry_minute(f"2026-11-27T{hour:02d}:{minute:02d}")
-        for hour, minute in [(8, 30), (9, 0), (9, 30), (9, 59), (10, 0)]
-    ]
+def test_a_sweep_reads_every_minute_since_the_last_complete_run(clock: Clock) -> None:
+    minutes = expiry.overdue_buckets(clock(), None)  # clock: 10:00, no run before
+    assert minutes == [keys.expiry_minute("2026-11-27T09:59"), keys.expiry_minute("2026-11-27T10:00")]
+    after_a_gap = expiry.overdue_buckets(clock(), keys.expiry_minute("2026-11-27T09:50"))
+    assert after_a_gap == [keys.expiry_minute(f"2026-11-27T09:{m}") for m in range(50, 60)] + minutes[-1:]
+    after_a_long_gap = expiry.overdue_buckets(clock(), keys.expiry_minute("2026-11-26T10:00"))
+    assert (len(after_a_long_gap), after_a_long_gap[0]) == (91, keys.expiry_minute("2026-11-27T08:30"))
+    ahead = expiry.overdue_buckets(clock(), keys.expiry_minute("2026-11-27T10:05"))
+    assert ahead == minutes, "a watermark ahead of this run's clock still leaves the previous minute read"
+
+
+def test_a_sweep_after_missed_runs_catches_up_from_the_last_complete_run(acme: Tenant, clock: Clock) -> None:
+    """Runs stopped for 11 minutes (a deploy, an outage): the next one reads every minute since the last complete
+    run, so reservations that expired meanwhile come back at once, not at the next 30-minute net."""
+    assert expiry.sweep(acme.store, clock(), acme.cache).expired == 0  # the last run before the gap
+    held = reserve_many(acme, 3)  # 60 s holds: they expire in the minute after this one
+    clock.advance(minutes=11)
+    report = expiry.sweep(acme.store, clock(), acme.cache)
+    assert (report.expired, report.more) == (len(held), False)
+    assert acme.counter("u1", "tokens")["reserved"] == 0
+    acme.assert_verified()
 
 
 GRANTED_USERS = 12

@@ -4,6 +4,7 @@ by a conditional write, so whichever layer comes first wins and the others do no
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,14 +13,13 @@ from quotaflow.ledger.periods import iso
 from quotaflow.services import credits, metering
 from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.store import items, keys, shards
-from quotaflow.store.table import Item, Store
+from quotaflow.store.table import ConditionFailed, Item, Store
 
 SWEEP_LOOKBACK_MINUTES = 90  # longer than the TTL grace: whatever TTL deletes was past the sweeper's reach
-# Each run reads the current and previous minute, then every 30th minute back to the lookback: a bucket is read at
-# 0, 1, 30, 60 and 90 minutes past its minute — a missed or cut-short run is caught within 30 minutes, well inside
-# the TTL grace — so a run makes 5 minutes x EXPIRY_SHARDS_READ (128) = 640 Queries, not 91 x 128 = 11,648.
-SWEEP_RECENT_MINUTES = 2
-SWEEP_DEEP_EVERY_MINUTES = 30
+# A run reads every minute since the last complete run (its watermark: the current minute it read), so runs a
+# minute apart read 2 minutes x EXPIRY_SHARDS_READ (128) = 256 Queries, and a gap of any length up to the lookback
+# is caught up at once. A run cut short leaves the watermark where it was; runs never overlap (the function's
+# timeout is shorter than its schedule). A first run reads the current and previous minute.
 SWEEP_RESERVATIONS_PER_RUN_MAX = 1_000
 SWEEP_SHARD_ITEMS_MAX = 100  # read from one shard per minute per run: 128 x 100 items in memory at most
 
@@ -39,15 +39,15 @@ def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def overdue_buckets(now: datetime) -> list[str]:
-    """The expiry minutes this run reads (each in EXPIRY_SHARDS_READ shards), oldest first."""
+def overdue_buckets(now: datetime, watermark: str | None) -> list[str]:
+    """The expiry minutes this run reads (each in EXPIRY_SHARDS_READ shards), oldest first: from the last
+    complete run's current minute (`watermark`), at most the lookback back, to now."""
     current = _minute(now)
-    backs = [
-        back
-        for back in range(SWEEP_LOOKBACK_MINUTES, -1, -1)
-        if back < SWEEP_RECENT_MINUTES or back % SWEEP_DEEP_EVERY_MINUTES == 0
+    minutes = [
+        keys.expiry_minute(iso(current - timedelta(minutes=back))) for back in range(SWEEP_LOOKBACK_MINUTES, -1, -1)
     ]
-    return [keys.expiry_minute(iso(current - timedelta(minutes=back))) for back in backs]
+    since = min(watermark or minutes[-2], minutes[-2])  # the previous minute at least, whatever the clocks say
+    return [minute for minute in minutes if minute >= since]
 
 
 def sweep(store: Store, now: datetime, cache: ContainerCache) -> SweepReport:
@@ -62,7 +62,9 @@ def _sweep_reservations(store: Store, now: datetime, cache: ContainerCache) -> S
         now=iso(now), buckets_read=0, expired=0, already_ended=0, oldest_overdue_age_seconds=0, more=False
     )
     overdue_below = f"{iso(now)}#~"  # gsi2sk = <expires_at>#<tenant>#<id>: everything expiring at or before now
-    for minute in overdue_buckets(now):
+    watermark = store.get(keys.SWEEP_WATERMARK)
+    minutes = overdue_buckets(now, watermark["swept_to"] if watermark else None)
+    for minute in minutes:
         room = SWEEP_RESERVATIONS_PER_RUN_MAX - report.expired - report.already_ended
         if room <= 0:
             report.more = True
@@ -79,7 +81,20 @@ def _sweep_reservations(store: Store, now: datetime, cache: ContainerCache) -> S
                 report.expired += 1
             else:
                 report.already_ended += 1
+    if not report.more:
+        _advance_watermark(store, minutes[-1])
     return report
+
+
+def _advance_watermark(store: Store, minute: str) -> None:
+    """The next run starts at this run's current minute (what expires later in it is not overdue yet); a racing
+    run never moves it back."""
+    with contextlib.suppress(ConditionFailed):
+        store.put(
+            {**keys.SWEEP_WATERMARK, "swept_to": minute},
+            condition="attribute_not_exists(pk) OR swept_to < :minute",
+            values={":minute": minute},
+        )
 
 
 def _tenant_of(reservation_item: Item) -> str:

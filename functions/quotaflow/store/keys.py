@@ -19,6 +19,7 @@
     T#<tenant>#R#<reservation>  STEP#<entry_id>          one draw on it (lines, overage, step properties)
     T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
     T#<tenant>#AQ#<query_id>    QUERY                    an analytics query started on Athena (TTL)
+    SWEEPER                     WATERMARK                the expiry minute the next sweep starts at
 
 GSI1 (gsi1pk, gsi1sk) = (T#<tenant>#PLAN#<plan_id>, <user>) on subscriptions: a plan's subscribers.
 GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>[#<shard>], <expires_at>#<tenant>#<reservation>) on pending
@@ -272,6 +273,9 @@ def expiry_bucket(expires_at_iso: str, reservation_id: str) -> str:
 
 def alerts_due(event_id: str) -> str:
     return bucket_shard(ALERTS_DUE, shard_of(event_id, ALERTS_DUE_SHARDS))
+
+
+SWEEP_WATERMARK: Key = {"pk": "SWEEPER", "sk": "WATERMARK"}  # written once a run by the sweeper only
 
 
 def analytics_query(tenant_id: str, query_id: str) -> Key:
