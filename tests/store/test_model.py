@@ -118,6 +118,7 @@ class Metering(RuleBasedStateMachine):
         metering.track(self.tenant.scope, "u1", lines(tokens=0), None, None)  # the first period opened, as turns do
         self.pending: dict[str, ModelReservation] = {}
         self.expired: set[str] = set()  # ended by expiry: commit and release say "expired", not "not pending"
+        self.meter_of: dict[str, str] = {}  # every reservation's meter, ended or not
 
     def counter(self, meter: str) -> ModelCounter:
         return self.model[meter]
@@ -163,6 +164,7 @@ class Metering(RuleBasedStateMachine):
             return None
         assert fits
         self.counter(meter).reserved += amount
+        self.meter_of[held.reservation_id] = meter
         self.pending[held.reservation_id] = ModelReservation(
             held.reservation_id, meter, amount, self.clock.now, self.clock.now + timedelta(seconds=TTL_SECONDS)
         )
@@ -232,7 +234,7 @@ class Metering(RuleBasedStateMachine):
 
     @rule(rid=reservations, actual=amounts, on=containers)
     def draw(self, rid: str | None, actual: int, on: str) -> None:
-        meter = self.pending[rid].meter if rid in self.pending else "tokens"
+        meter = self.meter_of.get(rid or "", "tokens")  # a draw on an ended reservation names its own meter
         scope = self.containers[on].scope
         reservation = self._on_run(rid, lambda: runs.draw(scope, rid, lines(**{meter: actual}), None))
         if reservation is not None:
