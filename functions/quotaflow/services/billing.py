@@ -1,13 +1,15 @@
 """Post-paid usage to Stripe Billing Meter Events: for every billable counter, what was used since the last push.
 
 A counter is billable when its user's plan names a Stripe meter event for the meter and the subscription has a
-Stripe customer. Each run sends `used - exported` (when positive) as one meter event whose identifier is derived
-from (tenant, user, meter, period, exported), then advances `exported` with a conditional write. A crash or a
-rerun between the two resends the same identifier, which Stripe refuses as a duplicate: nothing is lost, nothing
-is billed twice. Deltas go out continuously (hourly), so Stripe files usage in the right invoice whatever the
-customer's billing anchor; the first run after a period ends flushes what is left of it, stamped inside it. A
-refund after an export leaves `used` below `exported`: nothing is sent until usage passes the watermark again,
-so the refund is netted against the next positive delta."""
+Stripe customer. Each run records `used - exported` (when positive) on the counter as `exporting`, sends it as one
+meter event whose identifier is derived from (tenant, user, meter, period, exported), then advances `exported` by
+it and clears `exporting`, each with a conditional write. A crash or a rerun after the record resends exactly the
+recorded value under the same identifier, which Stripe refuses as a duplicate if it already holds it: nothing is
+billed twice, and usage added meanwhile goes out in the next event, not folded into a resend Stripe would drop.
+Deltas go out continuously (hourly), so Stripe files usage in the right invoice whatever the customer's billing
+anchor; the first run after a period ends flushes what is left of it, stamped inside it. A refund after an export
+leaves `used` below `exported`: nothing is sent until usage passes the watermark again, so the refund is netted
+against the next positive delta."""
 
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class Billable:
     exported: int
     delta: int
     event: MeterEvent
+    in_flight: bool  # recorded as `exporting` by an earlier run that may have reached Stripe: resent as it was
 
 
 def identifier(tenant_id: str, user_id: str, meter: str, period_key: str, exported: int) -> str:
@@ -158,27 +161,23 @@ def _user_billables(
     for meter, event_name in sorted(names.items()):
         for item in _counter_items(scope, user_id, meter):
             report.counters_checked += 1
-            exported, used = item.get("exported", 0), item["used"]
-            if used <= exported:
-                continue
-            period_key = item["period_key"]
-            event = MeterEvent(
-                event_name=event_name,
-                customer_id=customer,
-                value=used - exported,
-                identifier=identifier(scope.tenant_id, user_id, meter, period_key, exported),
-                timestamp_epoch_s=_timestamp(item.get("period_end"), scope.now),
-            )
-            yield Billable(
-                scope.tenant_id,
-                user_id,
-                meter,
-                {"pk": item["pk"], "sk": item["sk"]},
-                period_key,
-                exported,
-                used - exported,
-                event,
-            )
+            exported, in_flight = item.get("exported", 0), item.get("exporting")
+            # A send under way goes out again as it was; what was used beyond it follows in a second event
+            # (recorded only once the first has moved the watermark).
+            deltas = [(exported, in_flight, True)] if in_flight is not None else []
+            deltas.append((exported + (in_flight or 0), item["used"] - exported - (in_flight or 0), False))
+            for base, delta, resend in deltas:
+                if delta <= 0:
+                    continue
+                event = MeterEvent(
+                    event_name=event_name,
+                    customer_id=customer,
+                    value=delta,
+                    identifier=identifier(scope.tenant_id, user_id, meter, item["period_key"], base),
+                    timestamp_epoch_s=_timestamp(item.get("period_end"), scope.now),
+                )
+                key = {"pk": item["pk"], "sk": item["sk"]}
+                yield Billable(scope.tenant_id, user_id, meter, key, item["period_key"], base, delta, event, resend)
 
 
 def _counter_items(scope: Scope, user_id: str, meter: str) -> list[Item]:
@@ -195,6 +194,8 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
     failure: str | None = None
     if now - datetime.fromtimestamp(billable.event.timestamp_epoch_s, now.tzinfo) > STRIPE_TIMESTAMP_AGE_MAX:
         failure = "the period closed more than 35 days ago: Stripe no longer accepts its usage"
+    if failure is None and not billable.in_flight and not _record(store, billable):
+        return  # a concurrent run recorded or sent this delta first
     for attempt in range(SEND_ATTEMPTS_MAX if failure is None else 0):
         try:
             gateway.send_meter_event(billable.event)
@@ -223,12 +224,28 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
     report.value_sent += billable.delta
 
 
+def _record(store: Store, billable: Billable) -> bool:
+    """Note the delta about to be sent, before it can reach Stripe: whatever happens next, a later run resends this
+    value and no other under this identifier. False when the counter's watermark moved since it was read."""
+    try:
+        store.update(
+            billable.key,
+            "SET exporting = :delta ADD rev :one",
+            condition="period_key = :pk AND attribute_not_exists(exporting) AND "
+            "(attribute_not_exists(exported) OR exported = :read)",
+            values={":delta": billable.delta, ":one": 1, ":pk": billable.period_key, ":read": billable.exported},
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
 def _advance(store: Store, billable: Billable) -> None:
-    """Move the watermark from what was read to what was sent; a concurrent run that moved it first wins."""
+    """Move the watermark past what was sent and clear the record; a concurrent run that moved it first wins."""
     with contextlib.suppress(ConditionFailed):
         store.update(
             billable.key,
-            "SET exported = :sent ADD rev :one",
+            "SET exported = :sent REMOVE exporting ADD rev :one",
             condition="period_key = :pk AND (attribute_not_exists(exported) OR exported = :read)",
             values={
                 ":sent": billable.exported + billable.delta,
