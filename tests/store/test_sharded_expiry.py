@@ -69,9 +69,12 @@ def test_one_sweep_expires_every_shard_of_a_minute_exactly_once(acme: Tenant, cl
     assert len(partitions) >= RESERVATIONS_PER_DEPLOYMENT // 2, "one minute's reservations spread over shards"
     assert partitions <= set(keys.bucket_shards(minute, keys.EXPIRY_SHARDS))
     clock.advance(seconds=61)
+    watermark = acme.store.get(keys.SWEEP_WATERMARK)
+    assert watermark is not None, "a new table starts its sweeps at its creation"
     report = expiry.sweep(acme.store, clock(), acme.cache)
     assert (report.expired, report.already_ended, report.more) == (RESERVATIONS_PER_DEPLOYMENT, 0, False)
-    assert report.buckets_read == len(expiry.overdue_buckets(clock(), None)) * keys.EXPIRY_SHARDS_READ
+    minutes = expiry.overdue_buckets(clock(), watermark["swept_to"])
+    assert report.buckets_read == len(minutes) * keys.EXPIRY_SHARDS_READ
     assert expiry.sweep(acme.store, clock(), acme.cache).expired == 0, "a second run finds nothing"
     assert [metering.get_reservation(acme.scope, r).status for r in held] == ["expired"] * len(held)
     assert acme.counter("u1", "tokens")["reserved"] == 0
@@ -132,13 +135,15 @@ def test_shards_are_stable_and_cover_the_range() -> None:
 
 @pytest.mark.unit
 def test_a_sweep_reads_every_minute_since_the_last_complete_run(clock: Clock) -> None:
-    minutes = expiry.overdue_buckets(clock(), None)  # clock: 10:00, no run before
-    assert minutes == [keys.expiry_minute("2026-11-27T09:59"), keys.expiry_minute("2026-11-27T10:00")]
-    after_a_gap = expiry.overdue_buckets(clock(), keys.expiry_minute("2026-11-27T09:50"))
-    assert after_a_gap == [keys.expiry_minute(f"2026-11-27T09:{m}") for m in range(50, 60)] + minutes[-1:]
+    at = "2026-11-27T"  # clock: 10:00
+    minutes = expiry.overdue_buckets(clock(), keys.expiry_minute(f"{at}09:59"))  # runs a minute apart
+    assert minutes == [keys.expiry_minute(f"{at}09:59"), keys.expiry_minute(f"{at}10:00")]
+    after_a_gap = expiry.overdue_buckets(clock(), keys.expiry_minute(f"{at}09:50"))
+    assert after_a_gap == [keys.expiry_minute(f"{at}09:{m}") for m in range(50, 60)] + minutes[-1:]
     after_a_long_gap = expiry.overdue_buckets(clock(), keys.expiry_minute("2026-11-26T10:00"))
-    assert (len(after_a_long_gap), after_a_long_gap[0]) == (91, keys.expiry_minute("2026-11-27T08:30"))
-    ahead = expiry.overdue_buckets(clock(), keys.expiry_minute("2026-11-27T10:05"))
+    assert (len(after_a_long_gap), after_a_long_gap[0]) == (91, keys.expiry_minute(f"{at}08:30"))
+    assert expiry.overdue_buckets(clock(), None) == after_a_long_gap, "a table from before watermarks: all of it"
+    ahead = expiry.overdue_buckets(clock(), keys.expiry_minute(f"{at}10:05"))
     assert ahead == minutes, "a watermark ahead of this run's clock still leaves the previous minute read"
 
 

@@ -4,7 +4,6 @@ by a conditional write, so whichever layer comes first wins and the others do no
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,13 +12,13 @@ from quotaflow.ledger.periods import iso
 from quotaflow.services import credits, metering
 from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.store import items, keys, shards
-from quotaflow.store.table import ConditionFailed, Item, Store
+from quotaflow.store.table import Item, Store
 
 SWEEP_LOOKBACK_MINUTES = 90  # longer than the TTL grace: whatever TTL deletes was past the sweeper's reach
 # A run reads every minute since the last complete run (its watermark: the current minute it read), so runs a
 # minute apart read 2 minutes x EXPIRY_SHARDS_READ (128) = 256 Queries, and a gap of any length up to the lookback
 # is caught up at once. A run cut short leaves the watermark where it was; runs never overlap (the function's
-# timeout is shorter than its schedule). A first run reads the current and previous minute.
+# timeout is shorter than its schedule). With no watermark (a table from before it) a run reads the whole lookback.
 SWEEP_RESERVATIONS_PER_RUN_MAX = 1_000
 SWEEP_SHARD_ITEMS_MAX = 100  # read from one shard per minute per run: 128 x 100 items in memory at most
 
@@ -46,7 +45,7 @@ def overdue_buckets(now: datetime, watermark: str | None) -> list[str]:
     minutes = [
         keys.expiry_minute(iso(current - timedelta(minutes=back))) for back in range(SWEEP_LOOKBACK_MINUTES, -1, -1)
     ]
-    since = min(watermark or minutes[-2], minutes[-2])  # the previous minute at least, whatever the clocks say
+    since = minutes[0] if watermark is None else min(watermark, minutes[-2])  # the previous minute at least
     return [minute for minute in minutes if minute >= since]
 
 
@@ -87,14 +86,8 @@ def _sweep_reservations(store: Store, now: datetime, cache: ContainerCache) -> S
 
 
 def _advance_watermark(store: Store, minute: str) -> None:
-    """The next run starts at this run's current minute (what expires later in it is not overdue yet); a racing
-    run never moves it back."""
-    with contextlib.suppress(ConditionFailed):
-        store.put(
-            {**keys.SWEEP_WATERMARK, "swept_to": minute},
-            condition="attribute_not_exists(pk) OR swept_to < :minute",
-            values={":minute": minute},
-        )
+    """The next run starts at this run's current minute: what expires later in it is not overdue yet."""
+    store.put({**keys.SWEEP_WATERMARK, "swept_to": minute})
 
 
 def _tenant_of(reservation_item: Item) -> str:
