@@ -164,8 +164,10 @@ def _user_billables(
             exported, in_flight = item.get("exported", 0), item.get("exporting")
             # A send under way goes out again as it was; what was used beyond it follows in a second event
             # (recorded only once the first has moved the watermark).
-            deltas = [(exported, in_flight, True)] if in_flight is not None else []
-            deltas.append((exported + (in_flight or 0), item["used"] - exported - (in_flight or 0), False))
+            sending = in_flight or 0
+            deltas = [(exported, sending, True)] if in_flight is not None else []
+            deltas.append((exported + sending, item["used"] - exported - sending, False))
+            key = {"pk": item["pk"], "sk": item["sk"]}
             for base, delta, resend in deltas:
                 if delta <= 0:
                     continue
@@ -176,7 +178,6 @@ def _user_billables(
                     identifier=identifier(scope.tenant_id, user_id, meter, item["period_key"], base),
                     timestamp_epoch_s=_timestamp(item.get("period_end"), scope.now),
                 )
-                key = {"pk": item["pk"], "sk": item["sk"]}
                 yield Billable(scope.tenant_id, user_id, meter, key, item["period_key"], base, delta, event, resend)
 
 
@@ -224,6 +225,9 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
     report.value_sent += billable.delta
 
 
+_WATERMARK_AS_READ = "period_key = :pk AND (attribute_not_exists(exported) OR exported = :read)"
+
+
 def _record(store: Store, billable: Billable) -> bool:
     """Note the delta about to be sent, before it can reach Stripe: whatever happens next, a later run resends this
     value and no other under this identifier. False when the counter's watermark moved since it was read."""
@@ -231,8 +235,7 @@ def _record(store: Store, billable: Billable) -> bool:
         store.update(
             billable.key,
             "SET exporting = :delta ADD rev :one",
-            condition="period_key = :pk AND attribute_not_exists(exporting) AND "
-            "(attribute_not_exists(exported) OR exported = :read)",
+            condition=f"{_WATERMARK_AS_READ} AND attribute_not_exists(exporting)",
             values={":delta": billable.delta, ":one": 1, ":pk": billable.period_key, ":read": billable.exported},
         )
     except ConditionFailed:
@@ -246,7 +249,7 @@ def _advance(store: Store, billable: Billable) -> None:
         store.update(
             billable.key,
             "SET exported = :sent REMOVE exporting ADD rev :one",
-            condition="period_key = :pk AND (attribute_not_exists(exported) OR exported = :read)",
+            condition=_WATERMARK_AS_READ,
             values={
                 ":sent": billable.exported + billable.delta,
                 ":one": 1,
