@@ -21,17 +21,31 @@ os.environ.update(
 )
 
 from quotaflow.services.scope import ContainerCache, Scope
+from quotaflow.store import keys
 from quotaflow.store.connect import CLIENT_CONFIG
 from quotaflow.store.table import Store
 from tests.support.ddb_local import DynamoDBLocal, boto3_client
 
 SUITES = {"unit", "integration", "infra"}
+FEW_SHARDS = 4  # per shared GSI2 bucket, in suites that are not about sharding
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     unmarked = [item.nodeid for item in items if not SUITES & {m.name for m in item.iter_markers()}]
     if unmarked:
         raise pytest.UsageError(f"tests without a suite marker ({', '.join(sorted(SUITES))}): {unmarked[:5]}")
+
+
+@pytest.fixture(autouse=True)
+def few_shards(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suites that are not about sharding run the same code at 4 shards per shared bucket: a sweep is then 8 Queries
+    on moto, not 256, which keeps the model-based suites (a sweep per step) fast. Tests marked `production_shards`
+    (the sharding suite) keep the counts that ship; `make bench` measures those."""
+    if request.node.get_closest_marker("production_shards"):
+        return
+    for family in ("EXPIRY", "GRANT_EXPIRY", "ALERTS_DUE"):
+        monkeypatch.setattr(keys, f"{family}_SHARDS", FEW_SHARDS)
+        monkeypatch.setattr(keys, f"{family}_SHARDS_READ", FEW_SHARDS)
 
 
 @pytest.fixture(scope="session")

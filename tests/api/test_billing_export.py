@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from quotaflow.handlers import billing_export
 from quotaflow.handlers.runtime import Runtime
 from quotaflow.local.events import LocalContext, scheduled_event
+from quotaflow.services import billing
 from quotaflow.store.table import Store
 from tests.api.conftest import Api, bind_with_stripe
 from tests.conftest import Clock
@@ -93,6 +94,42 @@ def test_a_lost_answer_resends_the_same_identifier_and_stripe_counts_it_once(
     assert len(identifiers) == 2 and identifiers[0] == identifiers[1]
 
 
+@pytest.mark.parametrize("reached_stripe", [True, False], ids=["answer-lost", "never-arrived"])
+def test_usage_added_while_a_send_was_unconfirmed_is_billed_too(
+    metered: Api, clock: Clock, stub: StripeStub, reached_stripe: bool
+) -> None:
+    """A run sends 800 and never hears back (Stripe may or may not hold it); 200 more are used before the next run.
+    The next run resends exactly the 800 under the same identifier and sends the 200 on their own: Stripe ends with
+    1,000 (it once dropped the 200, folded into a resend of the old identifier)."""
+    use(metered, "u1", 800)
+    stub.drop_next(billing.SEND_ATTEMPTS_MAX, path="/v1/billing/meter_events", after_processing=reached_stripe)
+    assert len(run(clock)["failed"]) == 1
+    assert sent(stub) == ([("cus_1", 800)] if reached_stripe else [])
+    use(metered, "u1", 200)
+    report = run(clock)
+    assert (report["events_sent"], report["value_sent"], report["failed"]) == (2, 1000, [])
+    assert sent(stub) == [("cus_1", 800), ("cus_1", 200)]
+    assert run(clock)["events_sent"] == 0, "a rerun finds nothing new"
+
+
+def test_a_send_unconfirmed_when_its_period_closes_is_resent_inside_that_period(
+    metered: Api, clock: Clock, stub: StripeStub
+) -> None:
+    clock.now = clock.now.replace(day=30, hour=23, minute=10)
+    stub.now_epoch_s = int(clock().timestamp())
+    use(metered, "u1", 800)
+    stub.drop_next(billing.SEND_ATTEMPTS_MAX, path="/v1/billing/meter_events", after_processing=True)
+    run(clock)
+    use(metered, "u1", 100)
+    clock.advance(minutes=70)  # December: the first write closes November's counter with the send under way
+    stub.now_epoch_s = int(clock().timestamp())
+    use(metered, "u1", 7)
+    report = run(clock)
+    assert (report["value_sent"], report["failed"]) == (907, [])
+    assert sorted(sent(stub)) == [("cus_1", 7), ("cus_1", 100), ("cus_1", 800)]
+    assert metered("POST", "/v1/verify", {}).body["ok"] is True
+
+
 def test_a_failing_customer_does_not_block_the_others_and_is_retried_next_run(
     metered: Api, clock: Clock, stub: StripeStub
 ) -> None:
@@ -165,3 +202,14 @@ def test_exports_are_stamped_inside_anchored_periods_even_when_an_anchor_change_
     stamps = [int(e["timestamp"]) for e in stub.meter_events if e["payload"]["stripe_customer_id"] == "cus_1"]
     assert stamps[1:] == [int(clock().timestamp())] and stamps[1] >= cut_at
     assert metered("POST", "/v1/verify", {}).body["ok"] is True
+
+
+def test_an_accounts_pool_is_billed_to_the_accounts_customer_once(metered: Api, clock: Clock, stub: StripeStub) -> None:
+    account = {"name": "Acme", "plan_id": "plan_metered", "stripe_customer_id": "cus_2"}
+    assert metered("PUT", "/v1/accounts/acme", account).status == 200
+    assert metered("PUT", "/v1/users/u4/subscription", {"plan_id": "plan_metered", "account_id": "acme"}).status == 200
+    use(metered, "u4", 500)  # the member has no customer of its own: only the pool is billed
+    report = run(clock)
+    assert sent(stub) == [("cus_2", 500)]
+    assert ("u4", "no stripe_customer_id") in {(s["user_id"], s["reason"]) for s in report["skipped"]}
+    assert run(clock)["events_sent"] == 0

@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from quotaflow.handlers.runtime import Runtime
+from quotaflow.services import metering, scope
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.unit
@@ -122,6 +123,22 @@ def test_transaction_conflicts_are_retried_inside_and_never_surface(qf: Api, fau
     created = qf("POST", "/v1/reservations", RESERVE)
     assert created.status == 201
     assert reserved(qf) == 4000
+    assert_clean(qf)
+
+
+def test_a_draw_outraced_more_times_than_the_attempt_count_still_lands(
+    qf: Api, faults: Faults, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel steps on one reservation each win in turn: a loser keeps trying while the patience lasts, so a
+    draw beaten more often than RESERVATION_WRITE_ATTEMPTS_MAX is still no 503 (the backoff is shortened to keep
+    the test quick; the count of losses is what matters)."""
+    monkeypatch.setattr(scope, "BACKOFF_MAX_S", 0.001)
+    reservation_id = qf("POST", "/v1/reservations", RESERVE).body["reservation_id"]
+    conflict = [{"Code": "TransactionConflict"}] + [{"Code": "None"}] * 4
+    losses = metering.RESERVATION_WRITE_ATTEMPTS_MAX + 5
+    faults.fail("TransactWriteItems", times=losses, code="TransactionCanceledException", CancellationReasons=conflict)
+    drawn = qf("POST", f"/v1/reservations/{reservation_id}/draw", {"lines": [{"meter": "tokens", "amount": 100}]})
+    assert (drawn.status, drawn.body["drawn"]) == (200, [{"meter": "tokens", "amount": 100}])
     assert_clean(qf)
 
 

@@ -5,16 +5,16 @@ small items reports 2.0 whatever the item count (measured here: 1 to 5 items of 
 figures are printed as measured but the cost uses the rule below, applied to the real items:
 
 - each item in a transaction: 2 write units per started KB of the larger of its before and after images;
+- a single PutItem / UpdateItem / DeleteItem: 1 write unit per started KB of the same;
 - each global secondary index the item enters, leaves or changes in: 1 write unit per started KB of the projected
   image (an assumption: index propagation is not part of the two-phase transaction; at 2 units it costs more,
   and the report says how much).
 
-Item sizes follow AWS's documented rule: attribute name bytes + value bytes; a number is about one byte per two
-significant digits plus one; lists and maps add 3 bytes plus one per element."""
+Item sizes follow AWS's documented rule (`quotaflow.store.sizes`, which also keeps reservation ids from costing
+write units)."""
 
 from __future__ import annotations
 
-import base64
 import math
 import re
 from collections.abc import Iterator
@@ -22,41 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-KB = 1024
+from quotaflow.store.sizes import KB, item_size
+
 TRANSACTION_UNITS_PER_KB = 2
+SINGLE_WRITE_UNITS_PER_KB = 1
 INDEX_UNITS_PER_KB = 1  # the assumption above
-
-
-def number_size(text: str) -> int:
-    digits = text.lstrip("-").replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
-
-
-def value_size(value: dict[str, Any]) -> int:
-    ((kind, raw),) = value.items()
-    if kind == "S":
-        return len(raw.encode())
-    if kind == "N":
-        return number_size(raw)
-    if kind == "B":
-        return len(base64.b64decode(raw)) if isinstance(raw, str) else len(raw)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "L":
-        return 3 + sum(1 + value_size(element) for element in raw)
-    if kind == "M":
-        return 3 + sum(len(name.encode()) + 1 + value_size(element) for name, element in raw.items())
-    if kind == "SS":
-        return sum(len(element.encode()) for element in raw)
-    if kind == "NS":
-        return sum(number_size(element) for element in raw)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    if not item:
-        return 0
-    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+WRITE_OPERATIONS = ("TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem")
 
 
 def units(size_bytes: int, per_kb: int) -> int:
@@ -90,50 +61,51 @@ class Ledger:
 
 
 class Meter:
-    """Watches one client: before each TransactWriteItems it reads the before images with a separate probe client,
-    after it the after images, and turns both into `Write`s under the current operation's name."""
+    """Watches one client: before each write call it reads the before images with a separate probe client,
+    after it the after images, and turns both into `Write`s under the current operation's name. A botocore event
+    hook on the client: the store's code runs unchanged."""
 
     def __init__(self, client: Any, probe: Any, indexes: dict[str, str]) -> None:
         self.client, self.probe, self.indexes = client, probe, indexes  # indexes: name -> partition key attribute
         self.ledger = Ledger()
         self._op: str | None = None
-        self._pending: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None, int]] = []
 
     @contextmanager
     def op(self, name: str) -> Iterator[None]:
         self._op = name
         self.ledger.writes.setdefault(name, [])
-        self.client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", self._before)
-        self.client.meta.events.register("after-call.dynamodb.TransactWriteItems", self._after)
+        for operation in WRITE_OPERATIONS:
+            self.client.meta.events.register(f"provide-client-params.dynamodb.{operation}", self._before)
+            self.client.meta.events.register(f"after-call.dynamodb.{operation}", self._after)
         try:
             yield
         finally:
-            self.client.meta.events.unregister("provide-client-params.dynamodb.TransactWriteItems", self._before)
-            self.client.meta.events.unregister("after-call.dynamodb.TransactWriteItems", self._after)
+            for operation in WRITE_OPERATIONS:
+                self.client.meta.events.unregister(f"provide-client-params.dynamodb.{operation}", self._before)
+                self.client.meta.events.unregister(f"after-call.dynamodb.{operation}", self._after)
             self._op = None
 
-    def _before(self, params: dict[str, Any], **_: Any) -> None:
+    def _before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         self._pending = []
+        if model.name != "TransactWriteItems":
+            self._pending.append((model.name, params, self._read(params), SINGLE_WRITE_UNITS_PER_KB))
+            return
         for write in params["TransactItems"]:
             ((operation, body),) = write.items()
-            if operation == "ConditionCheck":
-                continue
-            key = _key_of(body)
-            self._pending.append((write, self._read(body["TableName"], key)))
+            if operation != "ConditionCheck":
+                self._pending.append((operation, body, self._read(body), TRANSACTION_UNITS_PER_KB))
 
     def _after(self, http_response: Any = None, **_: Any) -> None:
         if self._op is None or getattr(http_response, "status_code", 200) != 200:
             self._pending = []
             return
-        for write, before in self._pending:
-            ((operation, body),) = write.items()
-            after = self._read(body["TableName"], _key_of(body))
+        for operation, body, before, units_per_kb in self._pending:
+            after = self._read(body)
             size = max(item_size(before), item_size(after))
             indexed = tuple(self._index_writes(before, after))
             partition = _key_of(body)["pk"]["S"]
-            self.ledger.writes[self._op].append(
-                Write(operation, partition, units(size, TRANSACTION_UNITS_PER_KB), indexed)
-            )
+            self.ledger.writes[self._op].append(Write(operation, partition, units(size, units_per_kb), indexed))
         self._pending = []
 
     def _index_writes(
@@ -149,8 +121,10 @@ class Meter:
             image = after if has is not None else before
             yield index, (has or had)["S"], units(item_size(image), INDEX_UNITS_PER_KB)
 
-    def _read(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self.probe.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    def _read(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.probe.get_item(
+            TableName=body["TableName"], Key=_key_of(body), ConsistentRead=True
+        ).get("Item")
         return found
 
 
@@ -174,7 +148,7 @@ PARTITION_KINDS = (
     (re.compile(r"^T#[^#]+#U#[^#]+$"), "the user's partition"),
     (re.compile(r"^T#[^#]+#R#"), "the reservation's own partition"),
     (re.compile(r"^T#[^#]+#I#"), "the idempotency record's partition"),
-    (re.compile(r"^EXP#"), "the expiry-minute bucket (shared by every tenant)"),
+    (re.compile(r"^EXP#"), "an expiry-minute bucket's shard (shared by every tenant)"),
 )
 
 

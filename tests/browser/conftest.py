@@ -51,7 +51,6 @@ class ServerClock:
 class Api:
     server: LocalServer
     clock: ServerClock
-    routes_preflight: bool  # whether `quotaflow serve` itself passes OPTIONS on to the API function
 
     @property
     def url(self) -> str:
@@ -62,17 +61,10 @@ class Api:
 def api() -> Iterator[Api]:
     """Per module: `serve` binds the process's one runtime, which other suites' servers rebind."""
     server = build_server(port=0, admin_key=ADMIN_KEY)
-    handler = server.httpd.RequestHandlerClass
-    routes_preflight = hasattr(handler, "do_OPTIONS")
-    if not routes_preflight:
-        # A serve without do_OPTIONS answers the browser's CORS preflight with 501 instead of passing it to the API
-        # function as API Gateway does. test_serve_passes_the_cors_preflight_to_the_api fails on that; the other
-        # tests route it here so that they still test the widget itself.
-        handler.do_OPTIONS = handler.do_GET  # type: ignore[attr-defined]
     clock = ServerClock()
     runtime().clock = clock  # build_server bound this process's runtime; Runtime.clock is the hook for tests
     server.start_in_thread()
-    yield Api(server, clock, routes_preflight)
+    yield Api(server, clock)
     server.close()
 
 

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.unit
 QUICKSTART = Path(__file__).with_name("quickstart.py")
 QUICKSTART_PRICES = Path(__file__).with_name("quickstart_prices.py")
 QUICKSTART_RUNS = Path(__file__).with_name("quickstart_runs.py")
+QUICKSTART_ACCOUNTS = Path(__file__).with_name("quickstart_accounts.py")
 QUICKSTART_PERIODS = Path(__file__).with_name("quickstart_periods.py")
 
 
@@ -58,12 +59,21 @@ def test_the_periods_and_features_snippet_runs_as_written(server: LocalServer, t
     ]
 
 
+def test_the_accounts_snippet_runs_as_written(server: LocalServer, tenant: TenantCreated) -> None:
+    assert run_snippet(QUICKSTART_ACCOUNTS, server, tenant) == [
+        "user 500000",
+        "account acme 300000",
+        "remaining=300000 limited_by='account:acme'",
+    ]
+
+
 @pytest.mark.parametrize(
     ("marker", "snippet"),
     [
         ("sdk-quickstart", QUICKSTART),
         ("sdk-prices", QUICKSTART_PRICES),
         ("sdk-runs", QUICKSTART_RUNS),
+        ("sdk-accounts", QUICKSTART_ACCOUNTS),
         ("sdk-periods", QUICKSTART_PERIODS),
     ],
 )

@@ -45,12 +45,33 @@ def test_steady_state_call_budget(warm: Tenant) -> None:
     assert calls == ["Query"], "can-use"
 
 
-def test_commit_from_another_container_reads_the_reservation_once(warm: Tenant) -> None:
-    held = metering.reserve(warm.scope, "u1", lines(tokens=10), 300, None)
+def another_container(warm: Tenant) -> Tenant:
+    """A warm container that knows the user's limits but never saw the reservation."""
     other = Tenant(warm.store, warm.clock)
-    other.cache.limits = warm.cache.limits  # warm limits, but the reservation was made elsewhere
+    other.cache.limits = warm.cache.limits
+    return other
+
+
+def test_commit_and_release_from_another_container_are_one_call(warm: Tenant) -> None:
+    committed = metering.reserve(warm.scope, "u1", lines(tokens=10), 300, None)
+    released = metering.reserve(warm.scope, "u1", lines(tokens=20, requests=1), 300, None)
     calls = dynamodb_calls(warm.store)
-    metering.commit(other.scope, held.reservation_id, lines(tokens=3), None)
+    metering.commit(another_container(warm).scope, committed.reservation_id, lines(tokens=3), None)
+    assert calls == ["TransactWriteItems"], "commit"
+    calls.clear()
+    metering.release_reservation(another_container(warm).scope, released.reservation_id, None)
+    assert calls == ["TransactWriteItems"], "release"
+    assert (warm.counter("u1", "tokens")["used"], warm.counter("u1", "tokens")["reserved"]) == (3, 0)
+    warm.assert_verified()
+
+
+def test_a_hold_whose_id_cannot_carry_it_is_read_once(warm: Tenant) -> None:
+    long_user = "u" * 100  # with a line, longer than an id may be: a plain id, read before it ends
+    warm.subscribe(long_user, PAYGO, tokens=100)
+    held = metering.reserve(warm.scope, long_user, lines(tokens=10), 300, None)
+    assert held.reservation_id.startswith("rsv_") and len(held.reservation_id) == 28
+    calls = dynamodb_calls(warm.store)
+    metering.commit(another_container(warm).scope, held.reservation_id, lines(tokens=3), None)
     assert calls == ["GetItem", "TransactWriteItems"]
 
 

@@ -1,6 +1,8 @@
 """Model-based test: random sequences of every balance operation against the store and a tiny reference model,
 checking the invariants after every step. Periods are anchored (a random anchor, moved by a rule) and tokens
 roll unspent allowance over; the model finds period starts with the day-by-day reference of the period tests.
+Commits, releases, draws and extensions run on either of two containers, so a reservation is often ended or
+changed where it was never seen (ended from what its id says, or from the stored item when it moved).
 Runs on moto in the default suite and longer on DynamoDB Local."""
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ anchors = st.sampled_from(
 TABLE_NUMBERS = itertools.count()
 TTL_SECONDS = 3600
 meters = st.sampled_from(["tokens", "requests"])
+containers = st.sampled_from(["here", "elsewhere"])
 amounts = st.integers(min_value=0, max_value=60)
 
 
@@ -105,6 +108,7 @@ class Metering(RuleBasedStateMachine):
         table.create_table()
         self.table = table
         self.tenant = Tenant(table, self.clock)
+        self.containers = {"here": self.tenant, "elsewhere": Tenant(table, self.clock)}  # separate caches
         plans.put_plan(self.tenant.scope, PLAN)
         self.anchor, self.since = anchor, None
         plans.put_subscription(self.tenant.scope, "u1", "hybrid", {}, None, period_anchor=anchor)
@@ -114,6 +118,7 @@ class Metering(RuleBasedStateMachine):
         metering.track(self.tenant.scope, "u1", lines(tokens=0), None, None)  # the first period opened, as turns do
         self.pending: dict[str, ModelReservation] = {}
         self.expired: set[str] = set()  # ended by expiry: commit and release say "expired", not "not pending"
+        self.meter_of: dict[str, str] = {}  # every reservation's meter, ended or not
 
     def counter(self, meter: str) -> ModelCounter:
         return self.model[meter]
@@ -159,22 +164,22 @@ class Metering(RuleBasedStateMachine):
             return None
         assert fits
         self.counter(meter).reserved += amount
+        self.meter_of[held.reservation_id] = meter
         self.pending[held.reservation_id] = ModelReservation(
             held.reservation_id, meter, amount, self.clock.now, self.clock.now + timedelta(seconds=TTL_SECONDS)
         )
         return held.reservation_id
 
-    def _end(self, rid: str | None, action: str, actual: int) -> None:
+    def _end(self, rid: str | None, action: str, actual: int, on: str) -> None:
         if rid is None:
             return
         reservation = self.pending.get(rid)
+        scope = self.containers[on].scope
         try:
             if action == "commit":
-                metering.commit(
-                    self.tenant.scope, rid, lines(**{reservation.meter: actual}) if reservation else [], None
-                )
+                metering.commit(scope, rid, lines(**{reservation.meter: actual}) if reservation else [], None)
             else:
-                metering.release_reservation(self.tenant.scope, rid, None)
+                metering.release_reservation(scope, rid, None)
         except ReservationNotPending:
             assert reservation is None and rid not in self.expired
             return
@@ -193,17 +198,17 @@ class Metering(RuleBasedStateMachine):
         counter.used += actual if action == "commit" else 0
         del self.pending[rid]
 
-    @rule(rid=consumes(reservations), actual=amounts)
-    def commit(self, rid: str | None, actual: int) -> None:
-        self._end(rid, "commit", actual)
+    @rule(rid=consumes(reservations), actual=amounts, on=containers)
+    def commit(self, rid: str | None, actual: int, on: str) -> None:
+        self._end(rid, "commit", actual, on)
 
-    @rule(rid=consumes(reservations))
-    def release(self, rid: str | None) -> None:
-        self._end(rid, "release", 0)
+    @rule(rid=consumes(reservations), on=containers)
+    def release(self, rid: str | None, on: str) -> None:
+        self._end(rid, "release", 0, on)
 
-    @rule(rid=reservations)
-    def end_again(self, rid: str | None) -> None:
-        self._end(rid, "release", 0)
+    @rule(rid=reservations, on=containers)
+    def end_again(self, rid: str | None, on: str) -> None:
+        self._end(rid, "release", 0, on)
 
     def _on_run(self, rid: str | None, write: Callable[[], object]) -> ModelReservation | None:
         """Do a run's write on `rid`; the model reservation when the write should have landed."""
@@ -227,10 +232,11 @@ class Metering(RuleBasedStateMachine):
         assert reservation is not None and self.clock.now < reservation.expires_at
         return reservation
 
-    @rule(rid=reservations, actual=amounts)
-    def draw(self, rid: str | None, actual: int) -> None:
-        meter = self.pending[rid].meter if rid in self.pending else "tokens"
-        reservation = self._on_run(rid, lambda: runs.draw(self.tenant.scope, rid, lines(**{meter: actual}), None))
+    @rule(rid=reservations, actual=amounts, on=containers)
+    def draw(self, rid: str | None, actual: int, on: str) -> None:
+        meter = self.meter_of.get(rid or "", "tokens")  # a draw on an ended reservation names its own meter
+        scope = self.containers[on].scope
+        reservation = self._on_run(rid, lambda: runs.draw(scope, rid, lines(**{meter: actual}), None))
         if reservation is not None:
             from_hold = min(actual, reservation.held)
             reservation.held -= from_hold
@@ -253,13 +259,13 @@ class Metering(RuleBasedStateMachine):
         reservation.held += more
         self.counter(reservation.meter).reserved += more
 
-    @rule(rid=reservations, ttl_seconds=st.sampled_from([60, 3600, 86_400]))
-    def extend(self, rid: str | None, ttl_seconds: int) -> None:
+    @rule(rid=reservations, ttl_seconds=st.sampled_from([60, 3600, 86_400]), on=containers)
+    def extend(self, rid: str | None, ttl_seconds: int, on: str) -> None:
         reservation = self.pending.get(rid) if rid else None
         deadline = self.clock.now + timedelta(seconds=ttl_seconds)
         too_late = reservation is not None and deadline > reservation.created_at + LIFETIME_MAX
         try:
-            landed = self._on_run(rid, lambda: runs.extend(self.tenant.scope, rid, ttl_seconds, None))
+            landed = self._on_run(rid, lambda: runs.extend(self.containers[on].scope, rid, ttl_seconds, None))
         except InvalidRequest:
             assert too_late
             return

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from quotaflow.cli import export, invoke, plans, prices, remote
+from quotaflow.cli import accounts, export, invoke, plans, prices, remote, report
 from quotaflow.cli.extras import LOCAL_MODULES, SERVER_MODULES, require
 from quotaflow.cli.output import CommandFailed, Subparsers
 from quotaflow.sdk.errors import QuotaflowError
@@ -23,6 +23,8 @@ Run the same Lambda handlers that AWS runs, on your machine:
 Manage a running deployment (--url / $QUOTAFLOW_URL, --api-key / $QUOTAFLOW_API_KEY):
   quotaflow tenants create TENANT_ID      quotaflow keys create|revoke ...     (admin key)
   quotaflow plans apply plans.yaml        quotaflow usage USER                 quotaflow verify [USER]
+  quotaflow accounts put|show|join ...    quotaflow reservation RSV_ID         quotaflow prices import FILE
+  quotaflow report --meter tokens --group-by model --window day [--csv]      (usage from the lake)
 
 Every command has --help; commands that call the API print tables, or JSON with --json.
 """
@@ -142,7 +144,9 @@ def parser() -> argparse.ArgumentParser:
     plans.add_commands(commands)
     prices.add_commands(commands)
     remote.add_tenant_commands(commands)
+    accounts.add_commands(commands)
     export.add_command(commands)
+    report.add_command(commands)
     return root
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
 from quotaflow.ledger.model import Model
@@ -18,6 +26,7 @@ from quotaflow.ledger.plans import (
     LimitOverride,
     PeriodAnchoring,
     StripePlanSettings,
+    written_time,
 )
 from quotaflow.ledger.prices import ModelName
 from quotaflow.ledger.reservations import TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX
@@ -194,7 +203,8 @@ class RefundBody(Lines):
 class CreditsBody(Body):
     meter: MeterKey
     amount: Amount
-    expires_at: AwareDatetime | None = None  # what is left of the grant then expires (ledger kind grant_expire)
+    # what is left of the grant then expires (ledger kind grant_expire)
+    expires_at: Annotated[AwareDatetime, BeforeValidator(written_time)] | None = None
 
 
 class VerifyBody(Body):

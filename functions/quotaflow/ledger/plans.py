@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from quotaflow.ledger.amounts import MAX_AMOUNT, Amount, EntityId, MeterKey
 from quotaflow.ledger.model import Model
@@ -15,7 +23,16 @@ Enforcement = Literal["hard", "soft", "none"]
 PeriodAnchoring = Literal[
     "calendar", "subscription"
 ]  # a plan's default: UTC calendar, or from the subscription's start
-AnchorTime = Annotated[AwareDatetime, AfterValidator(whole_seconds)]
+
+
+def written_time(value: object) -> object:
+    """A time in a body is ISO 8601 text (an integer is not read as epoch seconds); stored datetimes pass."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 time such as 2026-11-15T09:30:00Z")
+    return value
+
+
+AnchorTime = Annotated[AwareDatetime, BeforeValidator(written_time), AfterValidator(whole_seconds)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AlertThreshold = Annotated[int, Field(strict=True, ge=1, le=1000)]  # percent of quota + credits
 ALERTS_PER_LIMIT_MAX = 10

@@ -22,7 +22,7 @@ from quotaflow.ledger.errors import InvalidRequest, NotFound
 from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import NO_PERIOD, iso
 from quotaflow.services.scope import Scope
-from quotaflow.store import keys
+from quotaflow.store import keys, shards
 from quotaflow.store.secret_box import SecretBox
 from quotaflow.store.table import ConditionFailed, Item, Store
 
@@ -117,7 +117,8 @@ def record(store: Store, alert: Alert, now: datetime) -> Item | None:
 
 
 def _due(tenant_id: str, event_id: str, at: datetime) -> dict[str, str]:
-    return {"next_attempt_at": iso(at), "gsi2pk": keys.ALERTS_DUE, "gsi2sk": f"{iso(at)}#{tenant_id}#{event_id}"}
+    identity = f"{tenant_id}#{event_id}"
+    return {"next_attempt_at": iso(at), "gsi2pk": keys.alerts_due(identity), "gsi2sk": f"{iso(at)}#{identity}"}
 
 
 def sign(secret: str, body: bytes, at: datetime) -> str:
@@ -172,9 +173,10 @@ def deliver(store: Store, box: SecretBox, item: Item, now: datetime, post: Post)
 
 def retry_due(store: Store, box: SecretBox, now: datetime, post: Post) -> dict[str, int]:
     """Deliver the alerts whose next attempt is due (the sweeper's minute, or `/_local/run/notifier`)."""
-    page = store.query(keys.ALERTS_DUE, "", index=keys.GSI_EXPIRY, sk_below=f"{iso(now)}#~", limit=RETRIES_PER_RUN_MAX)
+    partitions = keys.bucket_shards(keys.ALERTS_DUE, keys.ALERTS_DUE_SHARDS_READ)
+    every_due = shards.read_due(store, partitions, f"{iso(now)}#~", RETRIES_PER_RUN_MAX).items
     outcomes: dict[str, int] = {}
-    for due in page.items:
+    for due in sorted(every_due, key=lambda item: item["gsi2sk"])[:RETRIES_PER_RUN_MAX]:
         item = store.get({"pk": due["pk"], "sk": due["sk"]})
         if item is not None and item["status"] == "pending":
             status = deliver(store, box, item, now, post)

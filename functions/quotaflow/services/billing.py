@@ -1,19 +1,21 @@
 """Post-paid usage to Stripe Billing Meter Events: for every billable counter, what was used since the last push.
 
 A counter is billable when its user's plan names a Stripe meter event for the meter and the subscription has a
-Stripe customer. Each run sends `used - exported` (when positive) as one meter event whose identifier is derived
-from (tenant, user, meter, period, exported), then advances `exported` with a conditional write. A crash or a
-rerun between the two resends the same identifier, which Stripe refuses as a duplicate: nothing is lost, nothing
-is billed twice. Deltas go out continuously (hourly), so Stripe files usage in the right invoice whatever the
-customer's billing anchor; the first run after a period ends flushes what is left of it, stamped inside it. A
-refund after an export leaves `used` below `exported`: nothing is sent until usage passes the watermark again,
-so the refund is netted against the next positive delta.
+Stripe customer. Each run records `used - exported` (when positive) on the counter as `exporting`, sends it as one
+meter event whose identifier is derived from (tenant, user, meter, period, exported), then advances `exported` by
+it and clears `exporting`, each with a conditional write. A crash or a rerun after the record resends exactly the
+recorded value under the same identifier, which Stripe refuses as a duplicate if it already holds it: nothing is
+billed twice, and usage added meanwhile goes out in the next event, not folded into a resend Stripe would drop.
+Deltas go out continuously (hourly), so Stripe files usage in the right invoice whatever the customer's billing
+anchor; the first run after a period ends flushes what is left of it, stamped inside it. A refund after an export
+leaves `used` below `exported`: nothing is sent until usage passes the watermark again, so the refund is netted
+against the next positive delta.
 
 The work is split into (customer, meter) pairs, Stripe's unit of concurrency (one call at a time per customer and
 meter): `billing_plan` enumerates them into `PairTask`s, `export_pair` below is the worker for one task, and
 `billing_fanout` runs tasks in parallel in this process (`serve`, the CLI, tests) while AWS runs them from a FIFO
-queue grouped by pair. Only the watermark and the identifier make the export exactly once; the fan-out only
-decides who sends what when."""
+queue grouped by pair. Only the record, the watermark and the identifier make the export exactly once; the
+fan-out only decides who sends what when."""
 
 from __future__ import annotations
 
@@ -113,6 +115,7 @@ class Billable:
     exported: int
     delta: int
     event: MeterEvent
+    in_flight: bool  # recorded as `exporting` by an earlier run that may have reached Stripe: resent as it was
 
 
 def identifier(tenant_id: str, user_id: str, meter: str, period_key: str, exported: int) -> str:
@@ -148,27 +151,26 @@ def _subject_billables(
 ) -> Iterator[Billable]:
     for item in _counter_items(store, task.tenant_id, subject.user_id, subject.meter):
         report.counters_checked += 1
-        exported, used = item.get("exported", 0), item["used"]
-        if used <= exported:
-            continue
-        period_key = item["period_key"]
-        event = MeterEvent(
-            event_name=task.event_name,
-            customer_id=task.customer_id,
-            value=used - exported,
-            identifier=identifier(task.tenant_id, subject.user_id, subject.meter, period_key, exported),
-            timestamp_epoch_s=_timestamp(item.get("period_end"), now),
-        )
-        yield Billable(
-            task.tenant_id,
-            subject.user_id,
-            subject.meter,
-            {"pk": item["pk"], "sk": item["sk"]},
-            period_key,
-            exported,
-            used - exported,
-            event,
-        )
+        exported, in_flight = item.get("exported", 0), item.get("exporting")
+        # A send under way goes out again as it was; what was used beyond it follows in a second event
+        # (recorded only once the first has moved the watermark).
+        sending = in_flight or 0
+        deltas = [(exported, sending, True)] if in_flight is not None else []
+        deltas.append((exported + sending, item["used"] - exported - sending, False))
+        key = {"pk": item["pk"], "sk": item["sk"]}
+        for base, delta, resend in deltas:
+            if delta <= 0:
+                continue
+            event = MeterEvent(
+                event_name=task.event_name,
+                customer_id=task.customer_id,
+                value=delta,
+                identifier=identifier(task.tenant_id, subject.user_id, subject.meter, item["period_key"], base),
+                timestamp_epoch_s=_timestamp(item.get("period_end"), now),
+            )
+            yield Billable(
+                task.tenant_id, subject.user_id, subject.meter, key, item["period_key"], base, delta, event, resend
+            )
 
 
 def _counter_items(store: Store, tenant_id: str, user_id: str, meter: str) -> list[Item]:
@@ -186,6 +188,8 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
     retryable = False
     if now - datetime.fromtimestamp(billable.event.timestamp_epoch_s, now.tzinfo) > STRIPE_TIMESTAMP_AGE_MAX:
         failure = "the period closed more than 35 days ago: Stripe no longer accepts its usage"
+    if failure is None and not billable.in_flight and not _record(store, billable):
+        return  # a concurrent run recorded or sent this delta first
     for attempt in range(SEND_ATTEMPTS_MAX if failure is None else 0):
         try:
             gateway.send_meter_event(billable.event)
@@ -215,13 +219,31 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
     report.value_sent += billable.delta
 
 
+_WATERMARK_AS_READ = "period_key = :pk AND (attribute_not_exists(exported) OR exported = :read)"
+
+
+def _record(store: Store, billable: Billable) -> bool:
+    """Note the delta about to be sent, before it can reach Stripe: whatever happens next, a later run resends this
+    value and no other under this identifier. False when the counter's watermark moved since it was read."""
+    try:
+        store.update(
+            billable.key,
+            "SET exporting = :delta ADD rev :one",
+            condition=f"{_WATERMARK_AS_READ} AND attribute_not_exists(exporting)",
+            values={":delta": billable.delta, ":one": 1, ":pk": billable.period_key, ":read": billable.exported},
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
 def _advance(store: Store, billable: Billable) -> None:
-    """Move the watermark from what was read to what was sent; a concurrent run that moved it first wins."""
+    """Move the watermark past what was sent and clear the record; a concurrent run that moved it first wins."""
     with contextlib.suppress(ConditionFailed):
         store.update(
             billable.key,
-            "SET exported = :sent ADD rev :one",
-            condition="period_key = :pk AND (attribute_not_exists(exported) OR exported = :read)",
+            "SET exported = :sent REMOVE exporting ADD rev :one",
+            condition=_WATERMARK_AS_READ,
             values={
                 ":sent": billable.exported + billable.delta,
                 ":one": 1,

@@ -16,7 +16,7 @@ from quotaflow.services.idempotency import IdempotencyClaim
 from quotaflow.services.scope import ContainerCache, Scope, UserLimits
 from quotaflow.services.users import UserState, load_user
 from quotaflow.services.views import GrantView
-from quotaflow.store import items, keys
+from quotaflow.store import items, keys, shards
 from quotaflow.store.table import Item, Store, Transaction, TransactionCancelled
 
 EXPIRY_LOOKBACK_DAYS = 7  # a sweeper down for up to a week still expires every grant that came due
@@ -197,9 +197,10 @@ def expire_due_grants(store: Store, now: datetime, cache: ContainerCache) -> tup
     """Expire grants whose time has come (sweeper). Returns (grants expired, credits removed)."""
     expired = removed = 0
     for back in range(EXPIRY_LOOKBACK_DAYS, -1, -1):
-        bucket = keys.grant_expiry_bucket(iso(now - timedelta(days=back)))
-        page = store.query(bucket, "", index=keys.GSI_EXPIRY, sk_below=f"{iso(now)}#~", limit=GRANTS_PER_SWEEP_MAX)
-        for item in page.items:
+        day = keys.grant_expiry_day(iso(now - timedelta(days=back)))
+        partitions = keys.bucket_shards(day, keys.GRANT_EXPIRY_SHARDS_READ)
+        due = shards.read_due(store, partitions, f"{iso(now)}#~", GRANTS_PER_SWEEP_MAX).items
+        for item in sorted(due, key=lambda found: found["gsi2sk"])[:GRANTS_PER_SWEEP_MAX]:
             tenant_id = item["gsi2sk"].split("#")[1]
             taken = end_grant(
                 Scope(store, tenant_id, now, cache),

@@ -4,7 +4,8 @@ it, and read a refusal's CancellationReasons to tell "no room" from "stale count
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,15 +50,18 @@ def write(
     on_cancel: OnCancel | None = None,
     reclaim: Callable[[], int] | None = None,
     attempts_max: int = WRITE_ATTEMPTS_MAX,
+    patience_s: float = 0.0,
 ) -> None:
-    """Commit `build(limits)` as one transaction, retrying on stale counters and conflicts (bounded).
+    """Commit `build(limits)` as one transaction, retrying on stale counters and conflicts: at least
+    `attempts_max` tries, and more while `patience_s` has not run out since the first (writers racing on one
+    item each win in turn, so a loser's wait is bounded by the racers' number, not by a count of tries).
 
     `reclaim`, when given, is tried once when a hard meter lacks room: it expires the user's overdue
     reservations and says how many; if any came back, the write is tried again before answering 402.
     `on_cancel` reads a refusal first: it raises what the refusal means, or answers True when what the change
     was built from moved (a reservation drawn on meanwhile) and the change must be built again."""
     reclaimable = reclaim is not None
-    for attempt in range(attempts_max):
+    for attempt in _attempts(attempts_max, patience_s):
         limits = current_limits(scope, user_id)
         change = build(limits)
         tx = scope.store.transaction()
@@ -93,6 +97,14 @@ def write(
             else:
                 raise Unavailable(f"write refused for an unknown reason: {cancelled}") from cancelled
     raise Unavailable("too much contention on this user's counters; retry shortly")
+
+
+def _attempts(attempts_max: int, patience_s: float) -> Iterator[int]:
+    started = time.monotonic()
+    attempt = 0
+    while attempt < attempts_max or time.monotonic() - started < patience_s:
+        yield attempt
+        attempt += 1
 
 
 def _refused_postings(

@@ -11,17 +11,21 @@ from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso
 from quotaflow.services import credits, metering
 from quotaflow.services.scope import ContainerCache, Scope
-from quotaflow.store import items, keys
+from quotaflow.store import items, keys, shards
 from quotaflow.store.table import Item, Store
 
 SWEEP_LOOKBACK_MINUTES = 90  # longer than the TTL grace: whatever TTL deletes was past the sweeper's reach
+# A run reads every minute since the last complete run (its watermark: the current minute it read), so runs a
+# minute apart read 2 minutes x EXPIRY_SHARDS_READ (128) = 256 Queries, and a gap of any length up to the lookback
+# is caught up at once. A run cut short leaves the watermark where it was; runs never overlap (the function's
+# timeout is shorter than its schedule). With no watermark (a table from before it) a run reads the whole lookback.
 SWEEP_RESERVATIONS_PER_RUN_MAX = 1_000
-SWEEP_PAGE_MAX = 100
+SWEEP_SHARD_ITEMS_MAX = 100  # read from one shard per minute per run: 128 x 100 items in memory at most
 
 
 class SweepReport(Model):
     now: str
-    buckets_read: int
+    buckets_read: int  # shard partitions queried
     expired: int
     already_ended: int
     oldest_overdue_age_seconds: int
@@ -34,11 +38,15 @@ def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def overdue_buckets(now: datetime) -> list[str]:
-    """The expiry-index partitions that may hold overdue reservations, oldest first."""
+def overdue_buckets(now: datetime, watermark: str | None) -> list[str]:
+    """The expiry minutes this run reads (each in EXPIRY_SHARDS_READ shards), oldest first: from the last
+    complete run's current minute (`watermark`), at most the lookback back, to now."""
     current = _minute(now)
-    minutes = [current - timedelta(minutes=back) for back in range(SWEEP_LOOKBACK_MINUTES, -1, -1)]
-    return [keys.expiry_bucket(iso(minute)) for minute in minutes]
+    minutes = [
+        keys.expiry_minute(iso(current - timedelta(minutes=back))) for back in range(SWEEP_LOOKBACK_MINUTES, -1, -1)
+    ]
+    since = minutes[0] if watermark is None else min(watermark, minutes[-2])  # the previous minute at least
+    return [minute for minute in minutes if minute >= since]
 
 
 def sweep(store: Store, now: datetime, cache: ContainerCache) -> SweepReport:
@@ -53,28 +61,33 @@ def _sweep_reservations(store: Store, now: datetime, cache: ContainerCache) -> S
         now=iso(now), buckets_read=0, expired=0, already_ended=0, oldest_overdue_age_seconds=0, more=False
     )
     overdue_below = f"{iso(now)}#~"  # gsi2sk = <expires_at>#<tenant>#<id>: everything expiring at or before now
-    for bucket in overdue_buckets(now):
-        report.buckets_read += 1
-        cursor: str | None = None
-        while True:
-            page = store.query(
-                bucket, "", index=keys.GSI_EXPIRY, sk_below=overdue_below, limit=SWEEP_PAGE_MAX, cursor=cursor
-            )
-            for item in page.items:
-                if report.expired + report.already_ended >= SWEEP_RESERVATIONS_PER_RUN_MAX:
-                    report.more = True
-                    return report
-                reservation = items.reservation_from(item)
-                age_s = int((now - reservation.expires_at).total_seconds())
-                report.oldest_overdue_age_seconds = max(report.oldest_overdue_age_seconds, age_s)
-                if metering.expire(Scope(store, _tenant_of(item), now, cache), reservation):
-                    report.expired += 1
-                else:
-                    report.already_ended += 1
-            cursor = page.cursor
-            if cursor is None:
-                break
+    watermark = store.get(keys.SWEEP_WATERMARK)
+    minutes = overdue_buckets(now, watermark["swept_to"] if watermark else None)
+    for minute in minutes:
+        room = SWEEP_RESERVATIONS_PER_RUN_MAX - report.expired - report.already_ended
+        if room <= 0:
+            report.more = True
+            return report
+        partitions = keys.bucket_shards(minute, keys.EXPIRY_SHARDS_READ)
+        report.buckets_read += len(partitions)
+        read = shards.read_due(store, partitions, overdue_below, min(room, SWEEP_SHARD_ITEMS_MAX))
+        report.more = report.more or read.truncated or len(read.items) > room
+        for item in sorted(read.items, key=lambda found: found["gsi2sk"])[:room]:
+            reservation = items.reservation_from(item)
+            age_s = int((now - reservation.expires_at).total_seconds())
+            report.oldest_overdue_age_seconds = max(report.oldest_overdue_age_seconds, age_s)
+            if metering.expire(Scope(store, _tenant_of(item), now, cache), reservation):
+                report.expired += 1
+            else:
+                report.already_ended += 1
+    if not report.more:
+        _advance_watermark(store, minutes[-1])
     return report
+
+
+def _advance_watermark(store: Store, minute: str) -> None:
+    """The next run starts at this run's current minute: what expires later in it is not overdue yet."""
+    store.put({**keys.SWEEP_WATERMARK, "swept_to": minute})
 
 
 def _tenant_of(reservation_item: Item) -> str:

@@ -48,8 +48,9 @@ def grant_item(tenant_id: str, user_id: str, record: Grant, source: dict[str, An
         "source": source or {},
     }
     if record.expires_at:
-        item["gsi2pk"] = keys.grant_expiry_bucket(record.expires_at)
-        item["gsi2sk"] = f"{record.expires_at}#{tenant_id}#{user_id}#{record.meter}#{record.grant_id}"
+        identity = f"{tenant_id}#{user_id}#{record.meter}#{record.grant_id}"
+        item["gsi2pk"] = keys.grant_expiry_bucket(record.expires_at, identity)
+        item["gsi2sk"] = f"{record.expires_at}#{identity}"
     return item
 
 

@@ -77,12 +77,20 @@ def postings(
     return out
 
 
-def held_on(user_id: str, posted: Sequence[Posting]) -> dict[str, list[str]]:
+def holds_by_level(user_id: str, posted: Sequence[Posting]) -> dict[str, tuple[str, ...]]:
     """Which meters each level took (holder id -> meters): what a reservation records to end its holds there."""
-    taken: dict[str, list[str]] = {}
+    taken: dict[str, tuple[str, ...]] = {}
     for posting in posted:
-        taken.setdefault(posting.holder or user_id, []).append(posting.meter)
+        holder = posting.holder or user_id
+        taken[holder] = (*taken.get(holder, ()), posting.meter)
     return taken
+
+
+def holding(scope: Scope, user_id: str, limits: UserLimits, meters: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Where a reserve of `meters` would hold now (holder id -> meters): the user and each account above it whose
+    plan has the meter, as a reservation made with these limits records in `held_on`."""
+    posted, _ = post(scope, user_id, limits, "reserve", [(meter, Delta(), Guard.NONE) for meter in meters])
+    return holds_by_level(user_id, posted)
 
 
 def post(

@@ -24,6 +24,7 @@ from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_i
 from quotaflow.services.metering import (
     RESERVATION_TAG,
     RESERVATION_WRITE_ATTEMPTS_MAX,
+    RESERVATION_WRITE_PATIENCE_S,
     TTL_GRACE,
     get_reservation,
     pending_reservation,
@@ -128,7 +129,7 @@ def _change_hold(
                     ":held": items.lines_to(after.held),
                     ":drawn": items.lines_to(after.drawn),
                     ":lines": items.lines_to(after.lines),
-                    ":held_on": {holder: list(meters) for holder, meters in after.held_on.items()},
+                    ":held_on": items.held_on_to(after.held_on),
                     ":one": 1,
                     ":pending": "pending",
                     ":now": iso(scope.now),
@@ -164,6 +165,7 @@ def _change_hold(
             on_cancel=on_cancel,
             reclaim=lambda: reclaim_overdue(scope, reservation.user_id),
             attempts_max=RESERVATION_WRITE_ATTEMPTS_MAX,
+            patience_s=RESERVATION_WRITE_PATIENCE_S,
         )
     except Exception:
         scope.cache.reservations.forget(cache_key)
@@ -209,7 +211,7 @@ def extend(scope: Scope, reservation_id: str, ttl_seconds: int, claim: Idempoten
             values={
                 ":expires": expires,
                 ":ttl": int((expires_at + TTL_GRACE).timestamp()),
-                ":bucket": keys.expiry_bucket(expires),
+                ":bucket": keys.expiry_bucket(expires, reservation_id),
                 ":by_expiry": f"{expires}#{scope.tenant_id}#{reservation_id}",
                 ":by_user": f"{expires}#{reservation_id}",
                 ":pending": "pending",

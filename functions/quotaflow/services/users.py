@@ -33,6 +33,7 @@ class StoredCounter:
     counter: Counter
     rev: int  # bumped by every write: opening a period or retuning limits is optimistic on it
     exported: int = 0  # how much of `used` the billing export has sent to Stripe (its watermark)
+    exporting: int | None = None  # what the export is sending from that watermark, if a send is under way
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ def load_user(scope: Scope, user_id: str) -> UserState:
         elif item["sk"].startswith(keys.CREDIT_BOOK_PREFIX):
             books[item["meter"]] = items.credit_book_from(item)
         else:
-            counters[item["meter"]] = StoredCounter(items.counter_from(item), item["rev"], item.get("exported", 0))
+            counters[item["meter"]] = StoredCounter(
+                items.counter_from(item), item["rev"], item.get("exported", 0), item.get("exporting")
+            )
     if subscription_item is not None:
         account_id = subscription_item["subscription"].get("account_id")
         limits = UserLimits(
@@ -149,6 +152,8 @@ def _add_opening(
     if opening.closed is not None:
         closed = items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True)
         closed["exported"] = stored.exported if stored else 0  # the export's final flush continues from here
+        if stored is not None and stored.exporting is not None:
+            closed["exporting"] = stored.exporting  # ... starting with the send it had under way
         tx.put("counter:closed", closed, condition="attribute_not_exists(pk)")
     add_entries(tx, scope, user_id, opening.postings, ref=ref)  # period_cut: the holder's anchoring changed
 

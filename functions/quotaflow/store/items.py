@@ -132,16 +132,20 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "lines": lines_to(reservation.lines),
         "held": lines_to(reservation.held),
         "drawn": lines_to(reservation.drawn),
-        "held_on": {holder: list(meters) for holder, meters in reservation.held_on.items()},
+        "held_on": held_on_to(reservation.held_on),
         "status": reservation.status,
         "created_at": iso(reservation.created_at),
         "expires_at": expires,
         "ttl": ttl_epoch_s,
-        "gsi2pk": keys.expiry_bucket(expires),
+        "gsi2pk": keys.expiry_bucket(expires, reservation.reservation_id),
         "gsi2sk": f"{expires}#{tenant_id}#{reservation.reservation_id}",
         "gsi3pk": keys.user_partition(tenant_id, reservation.user_id),
         "gsi3sk": f"{expires}#{reservation.reservation_id}",
     }
+
+
+def held_on_to(held_on: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    return {holder: list(meters) for holder, meters in held_on.items()}
 
 
 def reservation_from(item: Item) -> Reservation:

@@ -19,16 +19,27 @@
     T#<tenant>#R#<reservation>  STEP#<entry_id>          one draw on it (lines, overage, step properties)
     T#<tenant>#I#<sha256(key)>  IDEM                     idempotency record (TTL)
     T#<tenant>#AQ#<query_id>    QUERY                    an analytics query started on Athena (TTL)
+    SWEEPER                     WATERMARK                the expiry minute the next sweep starts at
 
 GSI1 (gsi1pk, gsi1sk) = (T#<tenant>#PLAN#<plan_id>, <user>) on subscriptions: a plan's subscribers.
-GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>, <expires_at>#<tenant>#<reservation>) on pending reservations only:
-the sweeper's view of what is overdue, across tenants.
-Expiring credit grants also sit in GSI2, under day buckets: (GEXP#<day>, <expires_at>#<tenant>#<user>#<meter>#<id>).
+GSI2 (gsi2pk, gsi2sk) = (EXP#<minute bucket>[#<shard>], <expires_at>#<tenant>#<reservation>) on pending
+reservations only: the sweeper's view of what is overdue, across tenants.
+Expiring credit grants also sit in GSI2, under day buckets: (GEXP#<day>[#<shard>],
+<expires_at>#<tenant>#<user>#<meter>#<id>); alerts awaiting delivery under (ALERTS#DUE[#<shard>], <next attempt>#...).
 GSI3 (gsi3pk, gsi3sk) = (T#<tenant>#U#<user>, <expires_at>#<reservation>) on pending reservations only: one user's
 holds, for the lazy reclaim on a refused reserve.
 Ids never contain '#': the API admits only [A-Za-z0-9_.:@-]. A *holder* is whoever has counters: a user, whose
 holder id is its user id, or an account, whose holder id is `A#<account>` — never a user id, since it holds a '#'.
 Every function below that takes a `user_id` takes a holder id.
+
+Shared buckets are sharded. Every GSI2 partition above is written by every tenant, so each bucket is split into
+a fixed number of shards by a hash of the item's id (`shard_of`): shard 0 is the bare bucket name, shard k > 0 is
+`<bucket>#<k>`. A reader reads shards 0 .. `*_SHARDS_READ` - 1. Changing a shard count never strands an item:
+writers use the new `*_SHARDS`, and `*_SHARDS_READ` stays at the largest count any item still in reach was
+written with (an item written with n shards sits in a shard below n): for reservations until the sweeper's
+90-minute lookback has passed, for alerts until the longest retry wait (6 h) has, for grants until the
+longest-lived grant written before has expired (in practice: keep the old maximum). The unsharded layout of
+earlier versions is the 1-shard case (shard 0 is the old key), so upgrading strands nothing.
 """
 
 from __future__ import annotations
@@ -158,7 +169,7 @@ GRANT_PREFIX = "G#"
 STRIPE_TENANTS = "STRIPE_TENANTS"  # partition listing the tenants with a Stripe configuration (billing export)
 
 
-ALERTS_DUE = "ALERTS#DUE"  # GSI2 partition of alerts awaiting (re)delivery, sorted by next attempt
+ALERTS_DUE = "ALERTS#DUE"  # GSI2 bucket of alerts awaiting (re)delivery, sorted by next attempt (sharded)
 
 
 def alert(tenant_id: str, event_id: str) -> Key:
@@ -199,14 +210,72 @@ def credit_book(tenant_id: str, user_id: str, meter: str) -> Key:
     return {"pk": user_partition(tenant_id, user_id), "sk": f"{CREDIT_BOOK_PREFIX}{meter}"}
 
 
-def grant_expiry_bucket(expires_at_iso: str) -> str:
+# Shard counts of the shared GSI2 buckets (see the module docstring before changing one). A reserve+commit writes
+# its reservation's expiry shard twice (index put and delete, 1 WCU each): 128 shards keep the hottest one under
+# DynamoDB's 1,000 WCU/s up to ~64,000 cycles/s. Grants and alerts are written off the hot path: 16 is plenty.
+EXPIRY_SHARDS = 128
+EXPIRY_SHARDS_READ = 128
+GRANT_EXPIRY_SHARDS = 16
+GRANT_EXPIRY_SHARDS_READ = 16
+ALERTS_DUE_SHARDS = 16
+ALERTS_DUE_SHARDS_READ = 16
+SHARD_HASH_BYTES = 8
+if not (
+    EXPIRY_SHARDS_READ >= EXPIRY_SHARDS
+    and GRANT_EXPIRY_SHARDS_READ >= GRANT_EXPIRY_SHARDS
+    and ALERTS_DUE_SHARDS_READ >= ALERTS_DUE_SHARDS
+):
+    raise ValueError("a reader must read at least as many shards as writers write: items would be stranded")
+
+
+def shard_of(item_id: str, shards: int) -> int:
+    """The shard an item's id hashes to: stable across processes and versions (not Python's salted hash)."""
+    if shards < 1:
+        raise ValueError(f"a bucket has at least one shard, not {shards}")
+    return int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:SHARD_HASH_BYTES], "big") % shards
+
+
+def bucket_shard(bucket: str, shard: int) -> str:
+    """Shard 0 is the bare bucket (the unsharded layout); shard k > 0 is <bucket>#<k>."""
+    return bucket if shard == 0 else f"{bucket}#{shard}"
+
+
+def bucket_shards(bucket: str, shards_read: int) -> list[str]:
+    """Every shard partition of a bucket a reader must read."""
+    return [bucket_shard(bucket, shard) for shard in range(shards_read)]
+
+
+def shard_family(partition: str) -> tuple[str, int] | None:
+    """(bucket family, shard count written) of a sharded GSI2 partition; None for any other partition."""
+    for prefix, shards in (("EXP#", EXPIRY_SHARDS), ("GEXP#", GRANT_EXPIRY_SHARDS), (ALERTS_DUE, ALERTS_DUE_SHARDS)):
+        if partition.startswith(prefix):
+            return prefix.rstrip("#"), shards
+    return None
+
+
+def grant_expiry_day(expires_at_iso: str) -> str:
     """Grants expire days or months ahead: day buckets let the sweeper look a week back for cheap."""
     return f"GEXP#{expires_at_iso[:10]}"
 
 
-def expiry_bucket(expires_at_iso: str) -> str:
-    """Reservations expiring in the same minute share a GSI2 partition: the sweeper reads past buckets."""
+def grant_expiry_bucket(expires_at_iso: str, grant_identity: str) -> str:
+    return bucket_shard(grant_expiry_day(expires_at_iso), shard_of(grant_identity, GRANT_EXPIRY_SHARDS))
+
+
+def expiry_minute(expires_at_iso: str) -> str:
+    """Reservations expiring in the same minute share a bucket: the sweeper reads past buckets."""
     return f"EXP#{expires_at_iso[:16]}"
+
+
+def expiry_bucket(expires_at_iso: str, reservation_id: str) -> str:
+    return bucket_shard(expiry_minute(expires_at_iso), shard_of(reservation_id, EXPIRY_SHARDS))
+
+
+def alerts_due(event_id: str) -> str:
+    return bucket_shard(ALERTS_DUE, shard_of(event_id, ALERTS_DUE_SHARDS))
+
+
+SWEEP_WATERMARK: Key = {"pk": "SWEEPER", "sk": "WATERMARK"}  # written once a run by the sweeper only
 
 
 def analytics_query(tenant_id: str, query_id: str) -> Key:

@@ -8,11 +8,13 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from quotaflow.ledger.errors import InvalidRequest, Throttled, Unavailable
+from quotaflow.store import keys
 
 Item = dict[str, Any]
 TRANSACT_ITEMS_MAX = 100  # DynamoDB's own limit per TransactWriteItems
@@ -344,6 +346,8 @@ class Store:
         except ClientError as error:  # DynamoDB Local versions without TTL support still serve everything else
             if error.response["Error"]["Code"] not in {"UnknownOperationException", "ValidationException"}:
                 raise
+        # Nothing in a new table is older than it: the sweeper's first run starts at this minute, not a lookback back
+        self.put({**keys.SWEEP_WATERMARK, "swept_to": keys.expiry_minute(datetime.now(UTC).isoformat())})
 
 
 @contextmanager
