@@ -20,11 +20,13 @@ fan-out only decides who sends what when."""
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import Field
 
@@ -62,6 +64,7 @@ class ExportReport(Model):
     dry_run: bool
     tenants: int = 0
     pairs: int = 0  # (customer, meter) pairs planned
+    pairs_idle: int = 0  # of those, pairs with nothing pending: no task made
     enqueued: int = 0  # tasks put on the export queue (AWS); 0 when the pairs ran in this process
     counters_checked: int = 0
     events_sent: int = 0
@@ -78,11 +81,36 @@ class ExportReport(Model):
         self.failed += part.failed
 
 
+class CounterState(Model):
+    """What the export needs of one counter item, as read (by the planner, for the current counter)."""
+
+    sk: str
+    period_key: str
+    period_end: str | None = None
+    used: int
+    exported: int = 0
+    exporting: int | None = None  # a send recorded and maybe under way, from `exported`
+    export_closed: str | None = None  # current counters: the closed period still to flush ("" none, None unknown)
+
+    @classmethod
+    def of(cls, item: Item) -> CounterState:
+        return cls.model_validate({name: item.get(name) for name in _STATE_FIELDS if item.get(name) is not None})
+
+    @property
+    def pending(self) -> bool:
+        """Something to send: a recorded send to confirm, new usage, or a closed period to flush."""
+        return self.exporting is not None or self.used > self.exported or self.export_closed != ""
+
+
+_STATE_FIELDS = ("sk", "period_key", "period_end", "used", "exported", "exporting", "export_closed")
+
+
 class Subject(Model):
     """One counter family of a pair: a user's meter (several users may bill to one customer)."""
 
     user_id: str
     meter: str
+    current: CounterState | None = None  # the current counter as the planner read it; None: the worker reads it
 
 
 class PairTask(Model):
@@ -131,65 +159,127 @@ def _timestamp(period_end: str | None, now: datetime) -> int:
 
 
 def export_pair(store: Store, gateway: StripeGateway | None, task: PairTask) -> ExportReport:
-    """The worker: one (customer, meter) pair's pending deltas, one call at a time, each followed by its watermark.
-    The counters are read here, not in the planner, so a redelivered or stale task sends only what is still
-    pending under the identifiers Stripe already holds. `gateway` is None for a dry run."""
+    """The worker: one (customer, meter) pair's pending deltas, one call at a time, each recorded before it is sent
+    and followed by its watermark. The current counter comes as the planner read it; every write is conditioned on
+    the watermark as read, so a stale read (a redelivered task, a concurrent run) sends nothing twice and is read
+    again once. Closed periods are read only for a counter marked with one. `gateway` is None for a dry run."""
     now = parse_iso(task.now)
     report = ExportReport(now=task.now, dry_run=task.dry_run, pairs=1)
     for subject in task.subjects:
-        for billable in _subject_billables(store, task, subject, now, report):
-            if gateway is None:
-                report.events_sent += 1
-                report.value_sent += billable.delta
-            else:
-                _send(store, gateway, billable, now, report)
+        current = subject.current
+        if current is None:
+            current = _read(store, task, subject, keys.counter_current(task.tenant_id, subject.user_id, subject.meter))
+            report.counters_checked += 1
+        if current is not None:
+            _export_counter(store, gateway, task, subject, current, now, report)
+        if current is None or current.export_closed != "":
+            _flush_closed(store, gateway, task, subject, current, now, report)
     return report
 
 
-def _subject_billables(
-    store: Store, task: PairTask, subject: Subject, now: datetime, report: ExportReport
-) -> Iterator[Billable]:
-    for item in _counter_items(store, task.tenant_id, subject.user_id, subject.meter):
-        report.counters_checked += 1
-        exported, in_flight = item.get("exported", 0), item.get("exporting")
-        # A send under way goes out again as it was; what was used beyond it follows in a second event
-        # (recorded only once the first has moved the watermark).
-        sending = in_flight or 0
-        deltas = [(exported, sending, True)] if in_flight is not None else []
-        deltas.append((exported + sending, item["used"] - exported - sending, False))
-        key = {"pk": item["pk"], "sk": item["sk"]}
-        for base, delta, resend in deltas:
-            if delta <= 0:
-                continue
-            event = MeterEvent(
-                event_name=task.event_name,
-                customer_id=task.customer_id,
-                value=delta,
-                identifier=identifier(task.tenant_id, subject.user_id, subject.meter, item["period_key"], base),
-                timestamp_epoch_s=_timestamp(item.get("period_end"), now),
-            )
-            yield Billable(
-                task.tenant_id, subject.user_id, subject.meter, key, item["period_key"], base, delta, event, resend
-            )
-
-
-def _counter_items(store: Store, tenant_id: str, user_id: str, meter: str) -> list[Item]:
-    """The meter's current counter and its last closed ones (a closed period's final flush)."""
-    partition = keys.user_partition(tenant_id, user_id)
+def _flush_closed(
+    store: Store,
+    gateway: StripeGateway | None,
+    task: PairTask,
+    subject: Subject,
+    current: CounterState | None,
+    now: datetime,
+    report: ExportReport,
+) -> None:
+    """The meter's last closed counters (a closed period's final flush); when all went out, the current counter's
+    mark is cleared so the next runs skip this read."""
+    partition = keys.user_partition(task.tenant_id, subject.user_id)
     closed = store.query(
-        partition, f"{keys.COUNTER_CLOSED_PREFIX}{meter}#", limit=CLOSED_PERIODS_READ_MAX, newest_first=True
+        partition, f"{keys.COUNTER_CLOSED_PREFIX}{subject.meter}#", limit=CLOSED_PERIODS_READ_MAX, newest_first=True
     ).items
-    current = store.get(keys.counter_current(tenant_id, user_id, meter))
-    return [current, *closed] if current else closed
+    report.counters_checked += len(closed)
+    settled = [_export_counter(store, gateway, task, subject, CounterState.of(item), now, report) for item in closed]
+    if current is not None and gateway is not None and all(settled):
+        _clear_mark(store, {"pk": partition, "sk": current.sk}, current)
 
 
-def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetime, report: ExportReport) -> None:
+def _clear_mark(store: Store, key: dict[str, str], current: CounterState) -> None:
+    """Nothing closed is left to flush: unless a period closed again meanwhile (a newer mark), say so."""
+    seen = "attribute_not_exists(export_closed)" if current.export_closed is None else "export_closed = :seen"
+    values: dict[str, Any] = {":none": "", ":one": 1, ":pk": current.period_key}
+    if current.export_closed is not None:
+        values[":seen"] = current.export_closed
+    with contextlib.suppress(ConditionFailed):
+        store.update(
+            key, "SET export_closed = :none ADD rev :one", condition=f"period_key = :pk AND {seen}", values=values
+        )
+
+
+def _export_counter(
+    store: Store,
+    gateway: StripeGateway | None,
+    task: PairTask,
+    subject: Subject,
+    state: CounterState,
+    now: datetime,
+    report: ExportReport,
+) -> bool:
+    """Every pending delta of one counter; True when nothing is left pending. A record refused because the
+    counter moved since it was read is followed by one fresh read."""
+    for fresh in (False, True):
+        outcome = Sent.DONE
+        for billable in _billables(task, subject, state, now):
+            if gateway is None:
+                report.events_sent += 1
+                report.value_sent += billable.delta
+                continue
+            outcome = _send(store, gateway, billable, now, report)
+            if outcome is not Sent.DONE:
+                break
+        if outcome is not Sent.STALE or fresh:
+            return outcome is Sent.DONE
+        reread = _read(store, task, subject, {"sk": state.sk})
+        if reread is None:
+            return True
+        state = reread
+    return False
+
+
+def _read(store: Store, task: PairTask, subject: Subject, key: dict[str, str]) -> CounterState | None:
+    item = store.get({"pk": keys.user_partition(task.tenant_id, subject.user_id), "sk": key["sk"]})
+    return CounterState.of(item) if item is not None else None
+
+
+def _billables(task: PairTask, subject: Subject, state: CounterState, now: datetime) -> Iterator[Billable]:
+    # A send under way goes out again as it was; what was used beyond it follows in a second event (recorded only
+    # once the first has moved the watermark).
+    sending = state.exporting or 0
+    deltas = [(state.exported, sending, True)] if state.exporting is not None else []
+    deltas.append((state.exported + sending, state.used - state.exported - sending, False))
+    key = {"pk": keys.user_partition(task.tenant_id, subject.user_id), "sk": state.sk}
+    for base, delta, resend in deltas:
+        if delta <= 0:
+            continue
+        event = MeterEvent(
+            event_name=task.event_name,
+            customer_id=task.customer_id,
+            value=delta,
+            identifier=identifier(task.tenant_id, subject.user_id, subject.meter, state.period_key, base),
+            timestamp_epoch_s=_timestamp(state.period_end, now),
+        )
+        yield Billable(
+            task.tenant_id, subject.user_id, subject.meter, key, state.period_key, base, delta, event, resend
+        )
+
+
+class Sent(enum.Enum):
+    DONE = "done"  # Stripe holds the event and the watermark moved (or another run moved it first)
+    FAILED = "failed"  # reported in `failed`; the record stays, so a later run resends exactly this
+    STALE = "stale"  # not sent: the counter moved since it was read
+
+
+def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetime, report: ExportReport) -> Sent:
     failure: str | None = None
     retryable = False
     if now - datetime.fromtimestamp(billable.event.timestamp_epoch_s, now.tzinfo) > STRIPE_TIMESTAMP_AGE_MAX:
         failure = "the period closed more than 35 days ago: Stripe no longer accepts its usage"
     if failure is None and not billable.in_flight and not _record(store, billable):
-        return  # a concurrent run recorded or sent this delta first
+        return Sent.STALE  # a concurrent run (or an earlier delivery of this task) recorded or sent it first
     for attempt in range(SEND_ATTEMPTS_MAX if failure is None else 0):
         try:
             gateway.send_meter_event(billable.event)
@@ -213,10 +303,11 @@ def _send(store: Store, gateway: StripeGateway, billable: Billable, now: datetim
                 retryable=retryable,
             )
         )
-        return
+        return Sent.FAILED
     _advance(store, billable)
     report.events_sent += 1
     report.value_sent += billable.delta
+    return Sent.DONE
 
 
 _WATERMARK_AS_READ = "period_key = :pk AND (attribute_not_exists(exported) OR exported = :read)"

@@ -1,9 +1,12 @@
 """The billing export's planner: every tenant with a Stripe configuration, every plan that names meter events, every
 subscriber with a Stripe customer, grouped into (customer, meter) pairs — the unit a worker exports alone.
 
-The planner reads subscriptions only (bounded pages of the plan-subscribers index), never counters: the worker reads
-those when it runs, so a task is cheap to make and never stale. Users that bill to one customer share its pairs;
-a pair with more subjects than fit one task becomes several tasks of the same pair, which the queue runs in turn."""
+The planner reads subscriptions (bounded pages of the plan-subscribers index) and then the pairs' current counters,
+100 per BatchGetItem: a pair with nothing pending (no new usage, no send to confirm, no closed period marked for
+its final flush) becomes no task at all, and a task carries the counters as read, so its worker reads nothing
+before its first write (each write is conditioned on the watermark as read: a stale task sends nothing twice).
+Users that bill to one customer share its pairs; a pair with more subjects than fit one task becomes several
+tasks of the same pair, which the queue runs in turn."""
 
 from __future__ import annotations
 
@@ -12,11 +15,11 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from quotaflow.ledger.periods import iso
-from quotaflow.services.billing import ExportReport, PairTask, Skipped, Subject
+from quotaflow.services.billing import CounterState, ExportReport, PairTask, Skipped, Subject
 from quotaflow.services.stripe_config import load_config
 from quotaflow.store import items, keys
 from quotaflow.store.secret_box import SecretBox
-from quotaflow.store.table import Store
+from quotaflow.store.table import BATCH_GET_KEYS_MAX, Store
 
 TENANT_PAGES_MAX = 10
 SUBSCRIBER_PAGES_MAX = 100
@@ -35,9 +38,12 @@ def plan(
         report.tenants += 1
         pairs = _tenant_pairs(store, tenant_id, report)
         report.pairs += len(pairs)
+        _read_counters(store, tenant_id, pairs, report)
         if progress:
-            progress(f"tenant {tenant_id}: {len(pairs)} customer+meter pairs")
+            progress(f"tenant {tenant_id}: {len(pairs)} customer+meter pairs, {report.pairs_idle} idle so far")
         for (customer_id, event_name), subjects in sorted(pairs.items()):
+            if not subjects:
+                continue
             for start in range(0, len(subjects), SUBJECTS_PER_TASK_MAX):
                 yield PairTask(
                     tenant_id=tenant_id,
@@ -47,6 +53,27 @@ def plan(
                     now=iso(now),
                     dry_run=report.dry_run,
                 )
+
+
+def _read_counters(
+    store: Store, tenant_id: str, pairs: dict[tuple[str, str], list[Subject]], report: ExportReport
+) -> None:
+    """Attach each subject's current counter, read in batches; drop the subjects with nothing pending (and count
+    the pairs left with none). A subject whose counter does not exist yet has nothing to send."""
+    subjects = [subject for listed in pairs.values() for subject in listed]
+    found: dict[str, CounterState] = {}
+    for start in range(0, len(subjects), BATCH_GET_KEYS_MAX):
+        batch = subjects[start : start + BATCH_GET_KEYS_MAX]
+        wanted = [keys.counter_current(tenant_id, subject.user_id, subject.meter) for subject in batch]
+        found |= {f"{item['pk']}|{item['sk']}": CounterState.of(item) for item in store.batch_get(wanted)}
+    report.counters_checked += len(found)
+    for pair, listed in pairs.items():
+        for subject in listed:
+            key = keys.counter_current(tenant_id, subject.user_id, subject.meter)
+            subject.current = found.get(f"{key['pk']}|{key['sk']}")
+        pairs[pair] = [subject for subject in listed if subject.current is not None and subject.current.pending]
+        if not pairs[pair]:
+            report.pairs_idle += 1
 
 
 def _tenant_pairs(store: Store, tenant_id: str, report: ExportReport) -> dict[tuple[str, str], list[Subject]]:
