@@ -15,6 +15,7 @@ import io
 import json
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,9 @@ class ExportRate:
     stub_events: int = 0
     pairs: int = 0  # planned, including earlier runs' pairs with nothing new (read, not sent)
     in_flight_max: int = 0  # the most meter-event calls the stub saw at once
+    dynamodb_calls: dict[str, int] = field(default_factory=dict)  # by operation, during the run that sent
+    idle_pairs: int = 0  # the rerun right after: every pair idle
+    idle_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -77,10 +81,17 @@ def measure(
         latency = f", answering after {stripe_latency_s * 1000:.0f} ms" if stripe_latency_s else ""
         progress(f"billing export: one run over {users + 1} users to the loopback Stripe server{latency}")
         context = cast(Any, LocalContext(function_name="quotaflow-billing-export"))
+        calls = _count_calls(store)
         started, cpu_started = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):  # the function prints its metrics (EMF) to stdout
             report = billing_export.handler(scheduled_event("billing-export", datetime.now(UTC)), context)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        sending_calls = dict(calls)
+        calls.clear()
+        idle_started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the same pairs again, nothing new: all idle
+            idle = billing_export.handler(scheduled_event("billing-export", datetime.now(UTC)), context)
+        idle_seconds = time.perf_counter() - idle_started
     received = stub.received
     rate = ExportRate(
         users + 1,
@@ -92,9 +103,31 @@ def measure(
         received.in_flight_max if received else -1,
     )
     rate.notes.append(f"the exporter's own CPU: {cpu_seconds:.1f} s in {seconds:.1f} s (one interpreter lock)")
+    rate.dynamodb_calls = sending_calls
+    per_pair = sum(sending_calls.values()) / max(1, report["pairs"])
+    rate.notes.append(f"DynamoDB calls: {per_pair:.2f} per pair ({_calls_text(sending_calls)})")
+    rate.idle_pairs, rate.idle_seconds = idle["pairs_idle"], idle_seconds
+    rate.notes.append(
+        f"a rerun with nothing new: {idle['pairs_idle']} idle pairs in {idle_seconds:.2f} s ({_calls_text(calls)})"
+    )
     if rate.failed:
         rate.notes.append(f"first failure: {report['failed'][0]}")
     return rate
+
+
+def _count_calls(store: Store) -> Counter[str]:
+    """Every DynamoDB call the store's client makes from now on, by operation."""
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    store.client.meta.events.register("before-call.dynamodb.*", count)
+    return calls
+
+
+def _calls_text(calls: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(calls.items())) or "none"
 
 
 def _customer(clones: str, index: int) -> str:

@@ -59,6 +59,8 @@ def _export_json(exported: Any) -> dict[str, Any]:
         "stub_received": exported.stub_events,
         "pairs_planned": exported.pairs,
         "stripe_calls_in_flight_max": exported.in_flight_max,
+        "dynamodb_calls": exported.dynamodb_calls,
+        "idle_rerun": {"pairs_idle": exported.idle_pairs, "seconds": round(exported.idle_seconds, 2)},
     }
 
 
