@@ -38,42 +38,60 @@ def plan(
         report.tenants += 1
         pairs = _tenant_pairs(store, tenant_id, report)
         report.pairs += len(pairs)
-        _read_counters(store, tenant_id, pairs, report)
         if progress:
-            progress(f"tenant {tenant_id}: {len(pairs)} customer+meter pairs, {report.pairs_idle} idle so far")
-        for (customer_id, event_name), subjects in sorted(pairs.items()):
-            if not subjects:
-                continue
-            for start in range(0, len(subjects), SUBJECTS_PER_TASK_MAX):
-                yield PairTask(
-                    tenant_id=tenant_id,
-                    customer_id=customer_id,
-                    event_name=event_name,
-                    subjects=subjects[start : start + SUBJECTS_PER_TASK_MAX],
-                    now=iso(now),
-                    dry_run=report.dry_run,
-                )
+            progress(f"tenant {tenant_id}: {len(pairs)} customer+meter pairs")
+        for chunk in _chunks(sorted(pairs.items())):
+            for (customer_id, event_name), subjects in _pending(store, tenant_id, chunk, report):
+                for start in range(0, len(subjects), SUBJECTS_PER_TASK_MAX):
+                    yield PairTask(
+                        tenant_id=tenant_id,
+                        customer_id=customer_id,
+                        event_name=event_name,
+                        subjects=subjects[start : start + SUBJECTS_PER_TASK_MAX],
+                        now=iso(now),
+                        dry_run=report.dry_run,
+                    )
 
 
-def _read_counters(
-    store: Store, tenant_id: str, pairs: dict[tuple[str, str], list[Subject]], report: ExportReport
-) -> None:
-    """Attach each subject's current counter, read in batches; drop the subjects with nothing pending (and count
-    the pairs left with none). A subject whose counter does not exist yet has nothing to send."""
-    subjects = [subject for listed in pairs.values() for subject in listed]
-    found: dict[str, CounterState] = {}
-    for start in range(0, len(subjects), BATCH_GET_KEYS_MAX):
-        batch = subjects[start : start + BATCH_GET_KEYS_MAX]
-        wanted = [keys.counter_current(tenant_id, subject.user_id, subject.meter) for subject in batch]
-        found |= {f"{item['pk']}|{item['sk']}": CounterState.of(item) for item in store.batch_get(wanted)}
+Pair = tuple[tuple[str, str], list[Subject]]  # (customer, event name) and the counters billed to it
+
+
+def _chunks(pairs: list[Pair]) -> Iterator[list[Pair]]:
+    """Pairs in groups of about one batch read of subjects, so the first tasks start while the rest is read."""
+    chunk: list[Pair] = []
+    subjects = 0
+    for pair in pairs:
+        chunk.append(pair)
+        subjects += len(pair[1])
+        if subjects >= BATCH_GET_KEYS_MAX:
+            yield chunk
+            chunk, subjects = [], 0
+    if chunk:
+        yield chunk
+
+
+def _pending(store: Store, tenant_id: str, chunk: list[Pair], report: ExportReport) -> list[Pair]:
+    """The chunk's pairs with each subject's current counter attached (read in batches), keeping only subjects
+    with something pending; a pair left with none is idle. A counter that does not exist has nothing to send."""
+    wanted = [
+        keys.counter_current(tenant_id, subject.user_id, subject.meter) for _, listed in chunk for subject in listed
+    ]
+    found: dict[tuple[str, str], CounterState] = {}
+    for start in range(0, len(wanted), BATCH_GET_KEYS_MAX):
+        read = store.batch_get(wanted[start : start + BATCH_GET_KEYS_MAX])
+        found |= {(item["pk"], item["sk"]): CounterState.of(item) for item in read}
     report.counters_checked += len(found)
-    for pair, listed in pairs.items():
+    pending: list[Pair] = []
+    for pair, listed in chunk:
         for subject in listed:
             key = keys.counter_current(tenant_id, subject.user_id, subject.meter)
-            subject.current = found.get(f"{key['pk']}|{key['sk']}")
-        pairs[pair] = [subject for subject in listed if subject.current is not None and subject.current.pending]
-        if not pairs[pair]:
+            subject.current = found.get((key["pk"], key["sk"]))
+        kept = [subject for subject in listed if subject.current is not None and subject.current.pending]
+        if kept:
+            pending.append((pair, kept))
+        else:
             report.pairs_idle += 1
+    return pending
 
 
 def _tenant_pairs(store: Store, tenant_id: str, report: ExportReport) -> dict[tuple[str, str], list[Subject]]:
