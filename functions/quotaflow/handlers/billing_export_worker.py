@@ -1,9 +1,9 @@
 """The billing export's worker (SQS FIFO event source, grouped by (customer, meter) pair): each record is one
 `PairTask`, exported with the tenant's Stripe key. A record whose pair could not be finished (Stripe unavailable,
 a crash) is reported failed on its own (Powertools' FIFO batch processor, skipping only the rest of its group),
-so SQS redelivers it after the visibility timeout; the watermarks make the redelivery send only what is pending,
-under the identifiers Stripe already holds. A refusal (Stripe rejects the event) is not retried: it is counted in
-`ExportFailures`, which alarms."""
+so SQS redelivers it after the visibility timeout; the records and watermarks make the redelivery send only what
+is pending, a recorded send exactly as recorded, under the identifiers Stripe already holds. A refusal (Stripe
+rejects the event) is not retried: it is counted in `ExportFailures`, which alarms."""
 
 from __future__ import annotations
 

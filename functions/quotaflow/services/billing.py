@@ -168,7 +168,7 @@ def export_pair(store: Store, gateway: StripeGateway | None, task: PairTask) -> 
     for subject in task.subjects:
         current = subject.current
         if current is None:
-            current = _read(store, task, subject, keys.counter_current(task.tenant_id, subject.user_id, subject.meter))
+            current = _read(store, keys.counter_current(task.tenant_id, subject.user_id, subject.meter))
             report.counters_checked += 1
         if current is not None:
             _export_counter(store, gateway, task, subject, current, now, report)
@@ -233,15 +233,15 @@ def _export_counter(
                 break
         if outcome is not Sent.STALE or fresh:
             return outcome is Sent.DONE
-        reread = _read(store, task, subject, {"sk": state.sk})
+        reread = _read(store, {"pk": keys.user_partition(task.tenant_id, subject.user_id), "sk": state.sk})
         if reread is None:
             return True
         state = reread
     return False
 
 
-def _read(store: Store, task: PairTask, subject: Subject, key: dict[str, str]) -> CounterState | None:
-    item = store.get({"pk": keys.user_partition(task.tenant_id, subject.user_id), "sk": key["sk"]})
+def _read(store: Store, key: dict[str, str]) -> CounterState | None:
+    item = store.get(key)
     return CounterState.of(item) if item is not None else None
 
 

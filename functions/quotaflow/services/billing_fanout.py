@@ -3,7 +3,8 @@ thread pool, with a lock per (customer, meter) pair — what the FIFO queue's me
 planner and worker code keeps Stripe's one-call-at-a-time-per-customer-and-meter rule here too.
 
 A task that raises (a crash mid-pair) is reported as failed and the others go on: its counters keep their
-watermarks, so the next run resends the same identifiers and Stripe counts them once."""
+watermarks and the delta recorded for the send under way, so the next run resends exactly that under the same
+identifier, which Stripe counts once."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ Progress = Callable[[str], None]
 def plan(
     store: Store, box: SecretBox, now: datetime, report: ExportReport, progress: Progress | None = None
 ) -> Iterator[PairTask]:
-    """Every pair with something that may be billable, tenant by tenant; skips and counts go on `report`."""
+    """Every pair with something pending, tenant by tenant; skips and counts go on `report`."""
     for registered in store.query_all(keys.STRIPE_TENANTS, "", pages_max=TENANT_PAGES_MAX):
         tenant_id = registered["tenant_id"]
         if load_config(store, box, tenant_id, now) is None:
