@@ -140,3 +140,17 @@ def metered_tenant(runtime: Runtime) -> str:
     tenants = list(runtime.store.query_all(keys.STRIPE_TENANTS, "", pages_max=1))
     assert len(tenants) == 1
     return str(tenants[0]["tenant_id"])
+
+
+def test_a_period_that_closes_with_everything_sent_is_never_read_again(
+    metered: Api, runtime: Runtime, clock: Clock, stub: StripeStub
+) -> None:
+    clock.now = clock.now.replace(day=30, hour=23, minute=10)
+    stub.now_epoch_s = int(clock().timestamp())
+    use(metered, "u1", 800)
+    exported(runtime, stub, planned(runtime, clock)[0])
+    clock.advance(minutes=70)  # December: November closes with all of it sent, so its closing marks nothing
+    stub.now_epoch_s = int(clock().timestamp())
+    use(metered, "u1", 7)
+    assert exported(runtime, stub, planned(runtime, clock)[0]) == [RECORD_AND_ADVANCE]
+    assert sorted(int(event["payload"]["value"]) for event in stub.meter_events) == [7, 800]
