@@ -83,6 +83,19 @@ def test_a_sweep_a_minute_after_the_last_reads_two_minutes_of_shards_and_moves_i
     assert metering.get_reservation(acme.scope, held.reservation_id).status == "expired"
 
 
+def test_a_sweep_after_missed_runs_catches_up_from_the_last_complete_run(acme: Tenant, clock: Clock) -> None:
+    """Runs stopped for 11 minutes (a deploy, an outage): the next one reads every minute since the last complete
+    run, so reservations that expired meanwhile come back at once, not at the next 30-minute net."""
+    assert expiry.sweep(acme.store, clock(), acme.cache).expired == 0  # the last run before the gap
+    # 60 s holds: they expire in the minute after this one
+    held = [metering.reserve(acme.scope, "u1", lines(tokens=10), 60, None) for _ in range(3)]
+    clock.advance(minutes=11)
+    report = expiry.sweep(acme.store, clock(), acme.cache)
+    assert (report.expired, report.more) == (len(held), False)
+    assert acme.counter("u1", "tokens")["reserved"] == 0
+    acme.assert_verified()
+
+
 def test_the_sweeper_never_touches_ended_reservations(acme: Tenant, clock: Clock) -> None:
     held = metering.reserve(acme.scope, "u1", lines(tokens=10), 30, None)
     metering.commit(acme.scope, held.reservation_id, lines(tokens=7), None)

@@ -366,4 +366,4 @@ def test_model_on_moto(moto_store: Store) -> None:
 
 @pytest.mark.integration
 def test_model_on_dynamodb_local(ddb_store: Store) -> None:
-    run_machine(ddb_store, examples=60, steps=40)
+    run_machine(ddb_store, examples=20, steps=30)
