@@ -21,6 +21,8 @@ class Settings(Model):
     kms_key_id: str | None = None  # encrypts tenants' Stripe secrets; without it they are sealed locally
     stripe_api_base: str | None = None  # where the Stripe SDK sends requests (a loopback server in tests)
     alert_bus: str | None = None  # the EventBridge bus alerts are also put on
+    # The billing export's FIFO queue (AWS): the planner enqueues pairs there; without it they run in-process.
+    export_queue_url: str | None = None
     allow_loopback_webhooks: bool = False  # `serve` only: http webhooks to 127.0.0.1 for local receivers
     # The usage lake: written to a local directory (`serve`) or a Firehose stream, read by DuckDB or Athena.
     lake_dir: str | None = None
@@ -41,6 +43,7 @@ class Settings(Model):
             kms_key_id=env.get("QUOTAFLOW_KMS_KEY_ID") or None,
             stripe_api_base=env.get("QUOTAFLOW_STRIPE_API_BASE") or None,
             alert_bus=env.get("QUOTAFLOW_ALERT_BUS") or None,
+            export_queue_url=env.get("QUOTAFLOW_EXPORT_QUEUE_URL") or None,
             lake_dir=env.get("QUOTAFLOW_LAKE_DIR") or None,
             lake_stream=env.get("QUOTAFLOW_LAKE_STREAM") or None,
             lake_database=env.get("QUOTAFLOW_LAKE_DATABASE") or None,

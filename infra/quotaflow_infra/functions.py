@@ -40,6 +40,7 @@ class Access(Enum):
     TENANT_SECRETS = "encrypt and decrypt tenants' Stripe secrets with the stack's key"
     LAKE_WRITE = "put records on the usage lake's Firehose stream"
     LAKE_QUERY = "run usage queries over the lake in its Athena workgroup"
+    EXPORT_QUEUE_SEND = "put billing export tasks on the export FIFO queue"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,20 @@ class TableStream:
     batch_size: int = 100
 
 
-Trigger = HttpRoute | Every | TableStream
+@dataclass(frozen=True)
+class ExportTasks:
+    """The billing export's FIFO queue (message group = customer+meter pair) through an SQS event source mapping.
+    Lambda hands a group's messages to one invocation at a time, so a pair never has two Stripe calls in flight;
+    `max_concurrency` bounds the pairs exported at once (a Stripe account takes 1,000 calls/s: at ~150 ms a call,
+    100 invocations make ~670/s)."""
+
+    batch_size: int = 10
+    max_concurrency: int = 100
+    # Past this many receives a task goes to the queue's dead-letter queue, whose depth alarms.
+    max_receive_count: int = 5
+
+
+Trigger = HttpRoute | Every | TableStream | ExportTasks
 
 
 class Comparison(Enum):
@@ -117,6 +131,8 @@ OLDEST_OVERDUE_RESERVATION = AppMetricAlarm(
     missing_is_breaching=True,
 )
 TABLE_ONLY = frozenset({Access.TABLE})
+# A batch of 10 pairs, each up to 3 attempts of Stripe's 10 s timeout with backoff, fits well within this.
+EXPORT_WORKER_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -149,8 +165,10 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     # a failed minute is redone by the next, so no retries
     FunctionSpec("Sweeper", f"{HANDLER_PACKAGE}.sweeper.handler", Bundle.SERVER, Every(minutes=1, max_event_age_s=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=50, retry_attempts=0, alarms=(OLDEST_OVERDUE_RESERVATION,)),  # noqa: E501
     FunctionSpec("Reaper", f"{HANDLER_PACKAGE}.reaper.handler", Bundle.SERVER, TableStream(filters=(TTL_REMOVALS,), from_oldest=True), retry_attempts=5),  # noqa: E501
-    # one run at a time keeps Stripe's one-call-per-customer-and-meter rule
-    FunctionSpec("BillingExport", f"{HANDLER_PACKAGE}.billing_export.handler", Bundle.STRIPE, Every(minutes=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=300, reserved_concurrency=1, alarms=(EXPORT_FAILURES,)),  # noqa: E501
+    # the planner: one run at a time enumerates the (customer, meter) pairs onto the export queue
+    FunctionSpec("BillingExport", f"{HANDLER_PACKAGE}.billing_export.handler", Bundle.STRIPE, Every(minutes=60), access=frozenset({Access.TABLE, Access.TENANT_SECRETS, Access.EXPORT_QUEUE_SEND}), timeout_s=300, reserved_concurrency=1),  # noqa: E501
+    # the workers: one pair per record, FIFO groups keep Stripe's one-call-per-customer-and-meter rule
+    FunctionSpec("BillingExportWorker", f"{HANDLER_PACKAGE}.billing_export_worker.handler", Bundle.STRIPE, ExportTasks(), access=frozenset({Access.TABLE, Access.TENANT_SECRETS}), timeout_s=EXPORT_WORKER_TIMEOUT_S, alarms=(EXPORT_FAILURES,)),  # noqa: E501
     # the lake is at least once (readers dedupe by entry_id), so retries are safe
     FunctionSpec("LakeWriter", f"{HANDLER_PACKAGE}.lake_writer.handler", Bundle.SERVER, TableStream(filters=(LEDGER_INSERTS,), from_oldest=True), access=frozenset({Access.LAKE_WRITE}), memory_mb=256, retry_attempts=5),  # noqa: E501
     FunctionSpec("Notifier", f"{HANDLER_PACKAGE}.notifier.handler", Bundle.SERVER, TableStream(filters=(COUNTER_WRITES,)), access=frozenset({Access.TABLE, Access.ALERT_BUS, Access.TENANT_SECRETS}), retry_attempts=5),  # noqa: E501

@@ -27,10 +27,11 @@ from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct, IConstruct
 
 from quotaflow_infra.bundling import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, BundleCodes
-from quotaflow_infra.functions import Access, AppMetricAlarm, Every, FunctionSpec, HttpRoute, TableStream
+from quotaflow_infra.functions import Access, AppMetricAlarm, Every, ExportTasks, FunctionSpec, HttpRoute, TableStream
 from quotaflow_infra.settings import LOG_RETENTION, StackSettings
 
 if TYPE_CHECKING:
+    from quotaflow_infra.export_queue import ExportQueue
     from quotaflow_infra.lake import UsageLake
 
 # Must match functions/quotaflow/observability.py: Powertools adds `service` as the one default dimension,
@@ -44,6 +45,7 @@ ENV_TABLE = "QUOTAFLOW_TABLE"
 ENV_ADMIN_KEY_SECRET_ARN = "QUOTAFLOW_ADMIN_KEY_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
 ENV_ALERT_BUS = "QUOTAFLOW_ALERT_BUS"
 ENV_KMS_KEY_ID = "QUOTAFLOW_KMS_KEY_ID"
+ENV_EXPORT_QUEUE_URL = "QUOTAFLOW_EXPORT_QUEUE_URL"
 # The functions use no pydantic plugin: without this, the first model pydantic builds (Powertools builds one at
 # import) scans every installed distribution's entry points for plugins. tests/bench measures the same setting.
 PYDANTIC_PLUGINS = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
@@ -61,6 +63,7 @@ class Shared:
     alert_bus: events.IEventBus
     http_api: apigwv2.HttpApi
     lake: UsageLake
+    export_queue: ExportQueue
 
 
 def kebab(name: str) -> str:
@@ -135,6 +138,8 @@ class QuotaflowFunction(Construct):
             environment |= shared.lake.write_environment
         if Access.LAKE_QUERY in self.spec.access:
             environment |= shared.lake.query_environment
+        if Access.EXPORT_QUEUE_SEND in self.spec.access:
+            environment[ENV_EXPORT_QUEUE_URL] = shared.export_queue.queue.queue_url
         return environment
 
     def _grant(self) -> None:
@@ -151,6 +156,8 @@ class QuotaflowFunction(Construct):
             self.shared.lake.grant_write(self.function)
         if Access.LAKE_QUERY in access:
             self.shared.lake.grant_query(self.function)
+        if Access.EXPORT_QUEUE_SEND in access:
+            self.shared.export_queue.queue.grant_send_messages(self.function)
 
     def _failure_queue(self) -> sqs.Queue:
         # SQS-managed encryption, not the stack's key: these queues hold invocation metadata (stream positions,
@@ -177,6 +184,8 @@ class QuotaflowFunction(Construct):
         if isinstance(trigger, HttpRoute):
             self._wire_route(trigger)
             return None
+        if isinstance(trigger, ExportTasks):
+            return self._wire_export_tasks(trigger)
         queue = self._failure_queue()
         if isinstance(trigger, Every):
             self._wire_schedule(trigger, queue)
@@ -225,6 +234,19 @@ class QuotaflowFunction(Construct):
                 max_event_age=max_event_age,
             ),
         )
+
+    def _wire_export_tasks(self, tasks: ExportTasks) -> sqs.Queue:
+        """The export queue's consumer; its own dead-letter queue is where failures park."""
+        export_queue = self.shared.export_queue
+        self.function.add_event_source(
+            event_sources.SqsEventSource(
+                export_queue.queue,
+                batch_size=tasks.batch_size,
+                max_concurrency=tasks.max_concurrency,
+                report_batch_item_failures=True,
+            )
+        )
+        return export_queue.dead_letters
 
     def _wire_stream(self, stream: TableStream, queue: sqs.Queue) -> None:
         self.function.add_event_source(

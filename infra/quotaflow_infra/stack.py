@@ -21,7 +21,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from quotaflow_infra.bundling import BundleCodes
-from quotaflow_infra.functions import STRIPE_WEBHOOK_PATH, FunctionSpec, HttpRoute
+from quotaflow_infra.export_queue import ExportQueue
+from quotaflow_infra.functions import STRIPE_WEBHOOK_PATH, ExportTasks, FunctionSpec, HttpRoute
 from quotaflow_infra.lake import UsageLake
 from quotaflow_infra.lambdas import ALARM_PERIOD_MINUTES, QuotaflowFunction, Shared, acknowledge, alarm, removal_policy
 from quotaflow_infra.settings import LOG_RETENTION, BundleMode, StackSettings
@@ -98,7 +99,20 @@ class QuotaflowStack(Stack):
         self.alert_bus = events.EventBus(self, "AlertBus", event_bus_name=f"{settings.prefix}-alerts")
         self.http_api, self.http_stage = self._http_api()
         self.lake = UsageLake(self, "UsageLake", settings=settings, key=self.key)
-        shared = Shared(settings, codes, self.key, self.table, self.admin_key, self.alert_bus, self.http_api, self.lake)
+        consumers = [spec.trigger for spec in functions if isinstance(spec.trigger, ExportTasks)]
+        export_tasks = consumers[0] if consumers else ExportTasks()
+        self.export_queue = ExportQueue(self, "ExportQueue", tasks=export_tasks)
+        shared = Shared(
+            settings,
+            codes,
+            self.key,
+            self.table,
+            self.admin_key,
+            self.alert_bus,
+            self.http_api,
+            self.lake,
+            self.export_queue,
+        )
         self.functions = [QuotaflowFunction(self, spec, shared) for spec in functions]
         server_errors = self.http_api.metric_server_error(
             period=Duration.minutes(ALARM_PERIOD_MINUTES), statistic="Sum"

@@ -135,7 +135,7 @@ def test_a_failing_customer_does_not_block_the_others_and_is_retried_next_run(
 ) -> None:
     use(metered, "u1", 800)
     use(metered, "u2", 50)
-    stub.fail_next(3, status=500, path="/v1/billing/meter_events")
+    stub.fail_next(3, status=500, path="/v1/billing/meter_events", customer="cus_1")
     report = run(clock)
     assert report["events_sent"] == 1 and len(report["failed"]) == 1
     assert "Stripe unavailable after 3 attempts" in report["failed"][0]["error"]

@@ -1,9 +1,12 @@
-"""The billing export's rate: meter events per second pushed to the loopback Stripe server (tests/support/stripe_stub,
-driven through the real `stripe` SDK), one run of the billing export function over many users with new usage.
+"""The billing export's rate: meter events per second pushed to the loopback Stripe server (tests/support/stripe_stub
+in its own process, driven through the real `stripe` SDK), one run of the billing export function over many users
+with new usage, each its own (customer, meter) pair.
 
 The users are clones of one user made through the API (its subscription and counter items, re-keyed), written with
-BatchWriteItem: seeding through the API would take minutes on DynamoDB Local. The export itself runs as deployed,
-one event at a time (reserved concurrency 1 keeps Stripe's one call per customer and meter)."""
+BatchWriteItem: seeding through the API would take minutes on DynamoDB Local. The export runs as `serve` runs it:
+the planner's pairs on the in-process queue (bounded thread pool, a lock per pair). `export_events_per_s` is
+measured with Stripe answering at once; `export_pairs_per_s_at_150ms` with every meter event answered after 150 ms
+(about Stripe's own latency), where only the fan-out keeps the rate up: one pair at a time would make ~6.7/s."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import io
 import json
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +27,7 @@ from tests.bench.harness import METER, TABLE_NAME, TENANT_ID, Api, bind_runtime,
 
 EXPORT_USERS_DEFAULT = 1_000  # the issue's 10,000 take minutes here: QUOTAFLOW_BENCH_EXPORT_USERS=10000 runs them
 EXPORT_USERS_MAX = 10_000
+STRIPE_LATENCY_S = 0.150
 EXPORT_PLAN_ID = "plan_export"
 EXPORT_METER_EVENT = "llm_tokens"
 TEMPLATE_USER = "export-template-user"
@@ -40,10 +45,16 @@ class ExportRate:
     seconds: float = 0.0
     failed: int = 0
     stub_events: int = 0
+    pairs: int = 0  # planned, including earlier runs' pairs with nothing new (read, not sent)
+    in_flight_max: int = 0  # the most meter-event calls the stub saw at once
+    dynamodb_calls: dict[str, int] = field(default_factory=dict)  # by operation, during the run that sent
+    idle_pairs: int = 0  # the rerun right after: every pair idle
+    idle_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
     def events_per_s(self) -> float:
+        """Each user is its own pair with one event: also the pairs exported per second."""
         return self.events_sent / self.seconds if self.seconds else 0.0
 
 
@@ -52,34 +63,75 @@ def users_requested() -> int:
     return min(EXPORT_USERS_MAX, max(1, int(raw))) if raw.isdigit() else EXPORT_USERS_DEFAULT
 
 
-def measure(endpoint: str, tenant: Api, users: int) -> ExportRate:
+def measure(
+    endpoint: str, tenant: Api, users: int, *, stripe_latency_s: float = 0.0, clones: str = "export"
+) -> ExportRate:
+    """One export run over `users` fresh clones (named by `clones`) and the template user."""
     from quotaflow.handlers import billing_export
     from quotaflow.local.events import LocalContext, scheduled_event
-    from tests.support.stripe_stub import StripeStub
+    from tests.bench.stripe_process import StripeProcess
 
     store = Store(new_client(endpoint), TABLE_NAME)
-    with StripeStub() as stub:
+    customers = [TEMPLATE_CUSTOMER, *(_customer(clones, index) for index in range(users))]
+    with StripeProcess(latency_s=stripe_latency_s, customers=customers, meters=[EXPORT_METER_EVENT]) as stub:
         bind_runtime(store, settings={"stripe_api_base": stub.url})
-        stub.add_meters(EXPORT_METER_EVENT)
-        customers = [_customer(index) for index in range(users)]
-        stub.add_customers(TEMPLATE_CUSTOMER, *customers)
         _template_user(tenant, stub.api_key)
         progress(f"billing export: writing {users} users with new usage (BatchWriteItem)")
-        _clone_users(store, users)
-        progress(f"billing export: one run over {users + 1} users to the loopback Stripe server")
+        _clone_users(store, users, clones)
+        latency = f", answering after {stripe_latency_s * 1000:.0f} ms" if stripe_latency_s else ""
+        progress(f"billing export: one run over {users + 1} users to the loopback Stripe server{latency}")
         context = cast(Any, LocalContext(function_name="quotaflow-billing-export"))
-        started = time.perf_counter()
+        calls = _count_calls(store)
+        started, cpu_started = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):  # the function prints its metrics (EMF) to stdout
             report = billing_export.handler(scheduled_event("billing-export", datetime.now(UTC)), context)
-        seconds = time.perf_counter() - started
-        rate = ExportRate(users + 1, report["events_sent"], seconds, len(report["failed"]), len(stub.meter_events))
-        if rate.failed:
-            rate.notes.append(f"first failure: {report['failed'][0]}")
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        sending_calls = dict(calls)
+        calls.clear()
+        idle_started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the same pairs again, nothing new: all idle
+            idle = billing_export.handler(scheduled_event("billing-export", datetime.now(UTC)), context)
+        idle_seconds = time.perf_counter() - idle_started
+    received = stub.received
+    rate = ExportRate(
+        users + 1,
+        report["events_sent"],
+        seconds,
+        len(report["failed"]),
+        received.meter_events if received else -1,
+        report["pairs"],
+        received.in_flight_max if received else -1,
+    )
+    rate.notes.append(f"the exporter's own CPU: {cpu_seconds:.1f} s in {seconds:.1f} s (one interpreter lock)")
+    rate.dynamodb_calls = sending_calls
+    per_pair = sum(sending_calls.values()) / max(1, report["pairs"])
+    rate.notes.append(f"DynamoDB calls: {per_pair:.2f} per pair ({_calls_text(sending_calls)})")
+    rate.idle_pairs, rate.idle_seconds = idle["pairs_idle"], idle_seconds
+    rate.notes.append(
+        f"a rerun with nothing new: {idle['pairs_idle']} idle pairs in {idle_seconds:.2f} s ({_calls_text(calls)})"
+    )
+    if rate.failed:
+        rate.notes.append(f"first failure: {report['failed'][0]}")
     return rate
 
 
-def _customer(index: int) -> str:
-    return f"cus_bench{index:06d}"
+def _count_calls(store: Store) -> Counter[str]:
+    """Every DynamoDB call the store's client makes from now on, by operation."""
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    store.client.meta.events.register("before-call.dynamodb.*", count)
+    return calls
+
+
+def _calls_text(calls: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(calls.items())) or "none"
+
+
+def _customer(clones: str, index: int) -> str:
+    return f"cus_{clones}{index:06d}"
 
 
 def _template_user(tenant: Api, stripe_api_key: str) -> None:
@@ -97,7 +149,7 @@ def _template_user(tenant: Api, stripe_api_key: str) -> None:
     tenant.call("POST", "/v1/events", event, expect=201)
 
 
-def _clone_users(store: Store, users: int) -> None:
+def _clone_users(store: Store, users: int, clones: str) -> None:
     """The template user's subscription and counter, re-keyed for each clone (its own user id and customer)."""
     templates = []
     for key in (keys.subscription(TENANT_ID, TEMPLATE_USER), keys.counter_current(TENANT_ID, TEMPLATE_USER, METER)):
@@ -109,7 +161,9 @@ def _clone_users(store: Store, users: int) -> None:
         {
             "PutRequest": {
                 "Item": json.loads(
-                    text.replace(TEMPLATE_USER, f"export-u{index}").replace(TEMPLATE_CUSTOMER, _customer(index))
+                    text.replace(TEMPLATE_USER, f"{clones}-u{index}").replace(
+                        TEMPLATE_CUSTOMER, _customer(clones, index)
+                    )
                 )
             }
         }

@@ -223,3 +223,43 @@ def test_the_export_bundle_sends_usage_to_stripe(world: World) -> None:
     assert any(payload["stripe_customer_id"] == "cus_bundle_1" and int(payload["value"]) >= 25 for payload in sent)
     verified, result = world.api("POST", "/v1/verify", {})
     assert (verified, result["ok"]) == (200, True), result
+
+
+def test_the_export_worker_bundle_exports_a_queued_pair(world: World) -> None:
+    from quotaflow.ledger.periods import iso
+    from quotaflow.services.billing import PairTask, Subject
+
+    status, body = world.api("POST", "/v1/events", {"user_id": "u1", "lines": [{"meter": "tokens", "amount": 30}]})
+    assert status == 201, body
+    task = PairTask(
+        tenant_id="acme",
+        customer_id="cus_bundle_1",
+        event_name="llm_tokens",
+        subjects=[Subject(user_id="u1", meter="tokens")],
+        now=iso(datetime.now(UTC)),
+    )
+    record = {
+        "messageId": "0f5a7c1e-export-worker-bundle",
+        "receiptHandle": "AQEB-bundle",
+        "body": task.model_dump_json(),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1796000000000",
+            "SequenceNumber": "18880000000000000001",
+            "MessageGroupId": task.pair_id,
+            "SenderId": "AIDAEXAMPLE",
+            "MessageDeduplicationId": "bundle-1",
+            "ApproximateFirstReceiveTimestamp": "1796000000001",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:export.fifo",
+        "awsRegion": "us-east-1",
+    }
+    before = len(world.stripe.meter_events)
+    (report,) = world.run("BillingExportWorker", [{"Records": [record]}])
+    assert report == {"batchItemFailures": []}, report
+    sent = [event["payload"] for event in world.stripe.meter_events[before:]]
+    assert [payload["stripe_customer_id"] for payload in sent] == ["cus_bundle_1"]
+    assert int(sent[0]["value"]) >= 30

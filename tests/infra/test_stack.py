@@ -189,7 +189,7 @@ def test_stripe_stays_out_of_functions_that_do_not_talk_to_stripe() -> None:
     assert not any(requirement.startswith("stripe") for requirement in extras[Bundle.SERVER.value])
     assert any(requirement.startswith("stripe") for requirement in extras[Bundle.STRIPE.value])
     stripe_functions = {spec.name for spec in FUNCTIONS if spec.bundle is Bundle.STRIPE}
-    assert stripe_functions == {"StripeWebhook", "BillingExport"}
+    assert stripe_functions == {"StripeWebhook", "BillingExport", "BillingExportWorker"}
 
 
 # --- HTTP API ---------------------------------------------------------------------------------------------

@@ -3,17 +3,18 @@ Local); the holds come back exactly once whichever layer gets there first."""
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 
 from quotaflow.ledger.errors import InsufficientQuota, ReservationExpired
-from quotaflow.services import audit, expiry, metering
+from quotaflow.services import audit, credits, expiry, metering
 from quotaflow.services.scope import Scope
 from quotaflow.store import keys
 from quotaflow.store.table import Store
-from tests.conftest import Clock
+from tests.conftest import Clock, dynamodb_calls
 from tests.store.helpers import PAYGO, Tenant, lines
 
 
@@ -62,6 +63,24 @@ def test_the_sweeper_expires_what_is_overdue_and_only_that(acme: Tenant, clock: 
     assert expiry.sweep(acme.store, clock(), acme.cache).expired == 0, "a second run finds nothing"
     assert acme.counter("u1", "tokens")["reserved"] == 20
     acme.assert_verified()
+
+
+def test_a_sweep_a_minute_after_the_last_reads_two_minutes_of_shards_and_moves_its_watermark(
+    acme: Tenant, clock: Clock
+) -> None:
+    held = metering.reserve(acme.scope, "u1", lines(tokens=10), 30, None)
+    expiry.sweep(acme.store, clock(), acme.cache)
+    clock.advance(seconds=60)
+    calls = dynamodb_calls(acme.store)
+    assert expiry.sweep(acme.store, clock(), acme.cache).expired == 1
+    grant_days = (credits.EXPIRY_LOOKBACK_DAYS + 1) * keys.GRANT_EXPIRY_SHARDS_READ
+    assert Counter(calls) == {
+        "GetItem": 1,  # the watermark
+        "Query": grant_days + 2 * keys.EXPIRY_SHARDS_READ,  # the previous and the current minute, every shard
+        "TransactWriteItems": 1,  # the one overdue reservation, refunded
+        "PutItem": 1,  # the watermark moved on
+    }
+    assert metering.get_reservation(acme.scope, held.reservation_id).status == "expired"
 
 
 def test_the_sweeper_never_touches_ended_reservations(acme: Tenant, clock: Clock) -> None:

@@ -16,7 +16,9 @@ Every request needs ``Authorization: Bearer <api_key>`` (401 as Stripe words it 
 ``Idempotency-Key`` (a successful answer is replayed for the same key and parameters). Faults: ``fail_next``
 (any status, optional ``Retry-After`` and ``Stripe-Should-Retry``), ``drop_next`` (close the connection, before or
 after the request took effect), ``latency_seconds`` (the answer waits; the effect has already happened). Everything
-received is counted and recorded. Usage::
+received is counted and recorded, and so is the most meter-event calls in flight at once, per customer+meter
+(``in_flight_max_by_slot``; with ``one_call_per_customer_meter=False`` an overlap is counted, not refused) and over
+all (``in_flight_max``); ``gather_meter_events(k)`` holds calls until ``k`` are in flight together. Usage::
 
     with StripeStub(now_epoch_s=1_795_000_000) as stub:
         stub.add_customers("cus_1")
@@ -73,9 +75,14 @@ class _Fault:
     retry_after: str | None = None
     should_retry: bool | None = None
     error: dict[str, Any] = field(default_factory=dict)
+    customer: str | None = None  # only meter events for this customer
 
-    def matches(self, path: str) -> bool:
-        return self.remaining > 0 and (self.path_prefix is None or path.startswith(self.path_prefix))
+    def matches(self, path: str, customer: str | None) -> bool:
+        return (
+            self.remaining > 0
+            and (self.path_prefix is None or path.startswith(self.path_prefix))
+            and (self.customer is None or customer == self.customer)
+        )
 
 
 @dataclass
@@ -179,7 +186,13 @@ class StripeStub:
         self._sessions: dict[str, list[dict[str, Any]]] = {}
         self._identifiers_seen_at: dict[str, int] = {}
         self._idempotent_answers: dict[str, tuple[str, _Answer]] = {}
-        self._in_flight: set[tuple[str, str]] = set()
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        # The most meter-event calls seen in flight at once, per (customer, event_name) and over all.
+        self.in_flight_max_by_slot: Counter[tuple[str, str]] = Counter()
+        self.in_flight_max = 0
+        self._gathering: threading.Barrier | None = None
+        self._gather_left = 0
+        self.gather_broken = False
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -288,9 +301,10 @@ class StripeStub:
         error_type: str | None = None,
         code: str | None = None,
         message: str | None = None,
+        customer: str | None = None,
     ) -> None:
-        """Answer the next ``n`` requests (whose path starts with ``path``, if given) with ``status`` and a
-        Stripe-shaped error, before they take effect."""
+        """Answer the next ``n`` requests (whose path starts with ``path``, and that are meter events for
+        ``customer``, if given) with ``status`` and a Stripe-shaped error, before they take effect."""
         error = _default_fault_error(status)
         error.update({k: v for k, v in (("type", error_type), ("code", code), ("message", message)) if v})
         with self._lock:
@@ -302,6 +316,7 @@ class StripeStub:
                     retry_after=None if retry_after is None else str(retry_after),
                     should_retry=should_retry,
                     error=error,
+                    customer=customer,
                 )
             )
 
@@ -311,6 +326,15 @@ class StripeStub:
         with self._lock:
             self._faults.append(_Fault(n, path, None, after_processing=after_processing))
 
+    def gather_meter_events(self, calls: int, timeout_seconds: float = 10.0) -> None:
+        """Hold each of the next ``calls`` meter-event calls (after it took its customer+meter slot) until all of
+        them are in flight at once: proof of parallelism that does not depend on timing. If they never all
+        arrive within ``timeout_seconds``, they go on and ``gather_broken`` says so."""
+        with self._lock:
+            self._gathering = threading.Barrier(calls, timeout=timeout_seconds)
+            self._gather_left = calls
+            self.gather_broken = False
+
     # --- what was received -----------------------------------------------------------------------------------
 
     def count(self, method: str, route: str) -> int:
@@ -318,10 +342,12 @@ class StripeStub:
 
     # --- the server side -------------------------------------------------------------------------------------
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _take_fault(self, path: str, params: Mapping[str, Any]) -> _Fault | None:
+        payload = params.get("payload")
+        customer = payload.get("stripe_customer_id") if isinstance(payload, dict) else None
         with self._lock:
             for fault in self._faults:
-                if fault.matches(path):
+                if fault.matches(path, customer):
                     fault.remaining -= 1
                     return fault
         return None
@@ -407,14 +433,30 @@ class StripeStub:
                     "currently accessing it. If you see this error intermittently, retry the request.",
                     code="lock_timeout",
                 )
-            self._in_flight.add(slot)
+            self._in_flight[slot] += 1
+            self.in_flight_max_by_slot[slot] = max(self.in_flight_max_by_slot[slot], self._in_flight[slot])
+            self.in_flight_max = max(self.in_flight_max, self._in_flight.total())
+            gathering, self._gather_left = self._gathering, self._gather_left - 1
+            if self._gather_left <= 0:
+                self._gathering = None
         try:
+            if gathering is not None:
+                self._wait_for_the_others(gathering)
             return self._record_meter_event(event_name, payload, identifier, timestamp)
         finally:
             if self.latency_seconds:
                 time.sleep(self.latency_seconds)  # still holding the customer+meter slot, as a slow call would
             with self._lock:
-                self._in_flight.discard(slot)
+                self._in_flight[slot] -= 1
+                if not self._in_flight[slot]:
+                    del self._in_flight[slot]
+
+    def _wait_for_the_others(self, gathering: threading.Barrier) -> None:
+        try:
+            gathering.wait()
+        except threading.BrokenBarrierError:
+            with self._lock:
+                self.gather_broken = True
 
     def _record_meter_event(
         self, event_name: str, payload: dict[str, Any], identifier: str | None, timestamp: int
@@ -633,7 +675,7 @@ def _handler_for(stub: StripeStub) -> type[BaseHTTPRequestHandler]:
             with stub._lock:
                 stub.request_counts[route] += 1
                 stub.requests.append(RecordedRequest(method, split.path, route, params, headers))
-            fault = stub._take_fault(split.path)
+            fault = stub._take_fault(split.path, params)
             if fault is not None and fault.status is None and not fault.after_processing:
                 self.close_connection = True
                 return

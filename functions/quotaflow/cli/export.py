@@ -15,7 +15,7 @@ def _export(args: argparse.Namespace) -> int:
     require("export", SERVER_MODULES)
     from quotaflow.config import Settings
     from quotaflow.ledger.periods import parse_iso
-    from quotaflow.services import billing
+    from quotaflow.services import billing_fanout
     from quotaflow.store.connect import connect, secret_box
     from quotaflow.stripe_gateway import StripeGateway
 
@@ -30,7 +30,7 @@ def _export(args: argparse.Namespace) -> int:
         now = parse_iso(args.now) if args.now else datetime.now(UTC)
     except ValueError as bad:
         raise CommandFailed(f"--now: {bad}") from None
-    report = billing.export(
+    report = billing_fanout.export(
         connect(settings),
         secret_box(settings),
         now,
@@ -43,7 +43,8 @@ def _export(args: argparse.Namespace) -> int:
     else:
         verb = "would send" if report.dry_run else "sent"
         print(
-            f"{report.tenants} tenants, {report.counters_checked} counters checked: {verb} "
+            f"{report.tenants} tenants, {report.pairs} customer+meter pairs, {report.counters_checked} counters "
+            f"checked: {verb} "
             f"{report.events_sent} meter events worth {report.value_sent}; {len(report.skipped)} skipped, "
             f"{len(report.failed)} failed"
         )

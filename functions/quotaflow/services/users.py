@@ -34,6 +34,9 @@ class StoredCounter:
     rev: int  # bumped by every write: opening a period or retuning limits is optimistic on it
     exported: int = 0  # how much of `used` the billing export has sent to Stripe (its watermark)
     exporting: int | None = None  # what the export is sending from that watermark, if a send is under way
+    # The newest closed period of this meter the export still has to flush, "" for none; None on a counter opened
+    # before the export kept this (any closed period may be pending).
+    export_closed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,11 @@ def load_user(scope: Scope, user_id: str) -> UserState:
             books[item["meter"]] = items.credit_book_from(item)
         else:
             counters[item["meter"]] = StoredCounter(
-                items.counter_from(item), item["rev"], item.get("exported", 0), item.get("exporting")
+                items.counter_from(item),
+                item["rev"],
+                item.get("exported", 0),
+                item.get("exporting"),
+                item.get("export_closed"),
             )
     if subscription_item is not None:
         account_id = subscription_item["subscription"].get("account_id")
@@ -145,17 +152,32 @@ def _add_opening(
 ) -> None:
     rev = stored.rev + 1 if stored else 0
     item = items.counter_item(scope.tenant_id, user_id, opening.current, rev=rev)
-    if stored is None:
-        tx.put("counter:open", item, condition="attribute_not_exists(pk)")
-    else:
-        tx.put("counter:open", item, condition="rev = :rev", values={":rev": stored.rev})
+    closed = None
     if opening.closed is not None:
         closed = items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True)
         closed["exported"] = stored.exported if stored else 0  # the export's final flush continues from here
         if stored is not None and stored.exporting is not None:
             closed["exporting"] = stored.exporting  # ... starting with the send it had under way
+    marker = _export_closed(stored, closed)
+    if marker is not None:
+        item["export_closed"] = marker
+    if stored is None:
+        tx.put("counter:open", item, condition="attribute_not_exists(pk)")
+    else:
+        tx.put("counter:open", item, condition="rev = :rev", values={":rev": stored.rev})
+    if closed is not None:
         tx.put("counter:closed", closed, condition="attribute_not_exists(pk)")
     add_entries(tx, scope, user_id, opening.postings, ref=ref)  # period_cut: the holder's anchoring changed
+
+
+def _export_closed(stored: StoredCounter | None, closed: Item | None) -> str | None:
+    """The new current counter's marker for the billing export: the period closing now if it holds usage not yet
+    confirmed sent, else whatever the closing counter was still marked with. The export reads closed counters
+    only when the mark is not "" (None: a counter opened before the mark existed; the export marks it once it
+    has flushed its closed periods)."""
+    if closed is not None and (closed["used"] > closed["exported"] or "exporting" in closed):
+        return str(closed["period_key"])
+    return stored.export_closed if stored is not None else ""
 
 
 def _add_retune(

@@ -70,3 +70,7 @@ def secret_box(settings: Settings) -> SecretBox:
 
 def events_client(settings: Settings) -> Any:
     return aws_client("events", settings)
+
+
+def sqs_client(settings: Settings) -> Any:
+    return aws_client("sqs", settings)

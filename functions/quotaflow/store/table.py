@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from quotaflow.store import keys
 Item = dict[str, Any]
 TRANSACT_ITEMS_MAX = 100  # DynamoDB's own limit per TransactWriteItems
 QUERY_PAGE_MAX = 1000
+BATCH_GET_KEYS_MAX = 100  # DynamoDB's own limit per BatchGetItem
+BATCH_GET_ATTEMPTS_MAX = 5  # rounds for the keys DynamoDB left unprocessed (throttling), with backoff
+BATCH_GET_BACKOFF_BASE_S = 0.05
 
 _THROTTLING = {
     "ProvisionedThroughputExceededException",
@@ -203,6 +207,25 @@ class Store:
         with _mapped_errors():
             raw = self.client.get_item(TableName=self.table_name, Key=to_item(key), ConsistentRead=True)
         return from_item(raw["Item"]) if "Item" in raw else None
+
+    def batch_get(self, keys_wanted: list[dict[str, str]]) -> list[Item]:
+        """The items of up to `BATCH_GET_KEYS_MAX` keys in one call (more rounds only for keys DynamoDB left
+        unprocessed); missing items are absent from the answer, which comes in no particular order."""
+        if len(keys_wanted) > BATCH_GET_KEYS_MAX:
+            raise ValueError(f"{len(keys_wanted)} keys: BatchGetItem takes at most {BATCH_GET_KEYS_MAX}")
+        found: list[Item] = []
+        if not keys_wanted:
+            return found
+        pending: dict[str, Any] = {self.table_name: {"Keys": [to_item(k) for k in keys_wanted], "ConsistentRead": True}}
+        for attempt in range(BATCH_GET_ATTEMPTS_MAX):
+            with _mapped_errors():
+                raw = self.client.batch_get_item(RequestItems=pending)
+            found += [from_item(i) for i in raw.get("Responses", {}).get(self.table_name, [])]
+            pending = raw.get("UnprocessedKeys") or {}
+            if not pending:
+                return found
+            time.sleep(BATCH_GET_BACKOFF_BASE_S * 2**attempt)
+        raise Unavailable(f"BatchGetItem left keys unread after {BATCH_GET_ATTEMPTS_MAX} rounds")
 
     def put(self, item: Item, *, condition: str | None = None, values: dict[str, Any] | None = None) -> None:
         kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": to_item(item)}
