@@ -46,6 +46,9 @@ ENV_ADMIN_KEY_SECRET_ARN = "QUOTAFLOW_ADMIN_KEY_SECRET_ARN"  # noqa: S105 (a var
 ENV_ALERT_BUS = "QUOTAFLOW_ALERT_BUS"
 ENV_KMS_KEY_ID = "QUOTAFLOW_KMS_KEY_ID"
 ENV_EXPORT_QUEUE_URL = "QUOTAFLOW_EXPORT_QUEUE_URL"
+# The functions use no pydantic plugin: without this, the first model pydantic builds (Powertools builds one at
+# import) scans every installed distribution's entry points for plugins. tests/bench measures the same setting.
+PYDANTIC_PLUGINS = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class QuotaflowFunction(Construct):
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": LOG_LEVEL,
+            **PYDANTIC_PLUGINS,
         }
         if Access.ADMIN_KEY in self.spec.access:
             # The ARN, never the value: the function reads the key from Secrets Manager at cold start.

@@ -81,6 +81,7 @@ class ColdStart:
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({"QUOTAFLOW_ADMIN_KEY": ADMIN_KEY, "QUOTAFLOW_TABLE": TABLE_NAME, "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    env["PYDANTIC_DISABLE_PLUGINS"] = "__all__"  # as the stack sets it for every function (infra lambdas.py)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 

@@ -146,6 +146,7 @@ def test_every_function_gets_the_same_defaults(wired: Synth) -> None:
         assert environment["POWERTOOLS_SERVICE_NAME"] == SERVICE_NAME, logical
         assert environment["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE, logical
         assert environment[ENV_TABLE] == {"Ref": logical_id(wired, "Table")}, logical
+        assert environment["PYDANTIC_DISABLE_PLUGINS"] == "__all__", logical  # as tests/bench measures the import
 
 
 def test_each_function_runs_the_handler_of_its_registry_line(wired: Synth) -> None:

@@ -1,5 +1,6 @@
 """What the API function's cold start pays for: importing it builds none of its pydantic models (each is built on
-first use), and a request builds only the models it touches. Speed itself is measured by `make bench`."""
+first use), a request builds only the models it touches, and the import runs with the cyclic collector paused,
+leaving it running and what was built frozen. Speed itself is measured by `make bench`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,12 +29,12 @@ def built():
 """
 
 
-def run(code: str) -> dict[str, list[str]]:
+def run(code: str) -> dict[str, list[Any]]:
     done = subprocess.run(
         [sys.executable, "-c", BUILT_MODELS + code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, list[Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -58,3 +60,20 @@ def test_a_request_builds_only_what_it_touches() -> None:
         "print(json.dumps({'models': [m.__name__ for m in subclasses(Model)], 'built': built()}))"
     )
     assert result["built"] == ["quotaflow.config.Settings"], "a refused reserve reads the settings, and builds no more"
+
+
+def test_importing_the_api_function_leaves_the_collector_running_with_its_objects_frozen() -> None:
+    result = run(
+        "import gc\n"
+        "from quotaflow.handlers import api\n"
+        "print(json.dumps({'enabled': [gc.isenabled()], 'frozen': [gc.get_freeze_count()]}))"
+    )
+    assert result["enabled"] == [True], "the collector resumes once the imports are done"
+    assert result["frozen"][0] > 10_000, "what the imports built is frozen, so no collection rescans it"
+
+
+def test_an_embedding_process_that_runs_without_the_collector_keeps_it_off() -> None:
+    result = run(
+        "import gc\ngc.disable()\nfrom quotaflow.handlers import api\nprint(json.dumps({'enabled': [gc.isenabled()]}))"
+    )
+    assert result["enabled"] == [False]
