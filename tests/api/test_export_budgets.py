@@ -105,17 +105,24 @@ def test_a_stale_task_reads_its_counter_once_and_sends_nothing(
     assert len(stub.meter_events) == 1
 
 
-def test_a_closed_period_is_read_once_after_it_closes_then_never(
-    metered: Api, runtime: Runtime, clock: Clock, stub: StripeStub
-) -> None:
+def close_november(metered: Api, runtime: Runtime, clock: Clock, stub: StripeStub, unsent: int) -> None:
+    """u1 uses 800 tokens late on 30 November and they are exported, then `unsent` more; 70 minutes later, in
+    December, u1 uses 7: that first write of the month closes November."""
     clock.now = clock.now.replace(day=30, hour=23, minute=10)
     stub.now_epoch_s = int(clock().timestamp())
     use(metered, "u1", 800)
     exported(runtime, stub, planned(runtime, clock)[0])
-    use(metered, "u1", 100)  # November, not exported yet
-    clock.advance(minutes=70)  # December: the first write closes November with 100 pending and marks it
+    if unsent:
+        use(metered, "u1", unsent)
+    clock.advance(minutes=70)
     stub.now_epoch_s = int(clock().timestamp())
     use(metered, "u1", 7)
+
+
+def test_a_closed_period_is_read_once_after_it_closes_then_never(
+    metered: Api, runtime: Runtime, clock: Clock, stub: StripeStub
+) -> None:
+    close_november(metered, runtime, clock, stub, unsent=100)  # the first December write marks November
     flush = RECORD_AND_ADVANCE + ["Query"] + RECORD_AND_ADVANCE + ["UpdateItem"]  # ... and the mark cleared
     assert exported(runtime, stub, planned(runtime, clock)[0]) == [flush]
     use(metered, "u1", 5)
@@ -145,12 +152,6 @@ def metered_tenant(runtime: Runtime) -> str:
 def test_a_period_that_closes_with_everything_sent_is_never_read_again(
     metered: Api, runtime: Runtime, clock: Clock, stub: StripeStub
 ) -> None:
-    clock.now = clock.now.replace(day=30, hour=23, minute=10)
-    stub.now_epoch_s = int(clock().timestamp())
-    use(metered, "u1", 800)
-    exported(runtime, stub, planned(runtime, clock)[0])
-    clock.advance(minutes=70)  # December: November closes with all of it sent, so its closing marks nothing
-    stub.now_epoch_s = int(clock().timestamp())
-    use(metered, "u1", 7)
+    close_november(metered, runtime, clock, stub, unsent=0)  # all of November sent: its closing marks nothing
     assert exported(runtime, stub, planned(runtime, clock)[0]) == [RECORD_AND_ADVANCE]
     assert sorted(int(event["payload"]["value"]) for event in stub.meter_events) == [7, 800]
