@@ -27,6 +27,8 @@ _THROTTLING = {
     "ThrottlingError",
     "ProvisionedThroughputExceeded",
 }
+BATCH_GET_KEYS_MAX = 100  # DynamoDB's limit for one BatchGetItem
+BATCH_GET_ROUNDS_MAX = 4
 _TRANSIENT = {"InternalServerError", "ServiceUnavailable", "TransactionInProgressException"}
 
 
@@ -104,6 +106,10 @@ class TransactionCancelled(Exception):
         return any(r.code == "TransactionConflict" for r in self.reasons)
 
 
+class SnapshotConflict(Exception):
+    """A snapshot read (TransactGetItems) met a transaction in flight on one of its items."""
+
+
 @dataclass
 class Transaction:
     """One unit of work: writes collected by a use case and committed as a single TransactWriteItems."""
@@ -157,6 +163,18 @@ class Transaction:
     ) -> None:
         self._add(tag, "Update", {"Key": to_item(key), "UpdateExpression": update}, condition, names, values)
 
+    def check(
+        self,
+        tag: str,
+        key: dict[str, str],
+        *,
+        condition: str,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        """A condition on an item the transaction does not change."""
+        self._add(tag, "ConditionCheck", {"Key": to_item(key)}, condition, names, values)
+
     def delete(
         self,
         tag: str,
@@ -203,6 +221,38 @@ class Store:
         with _mapped_errors():
             raw = self.client.get_item(TableName=self.table_name, Key=to_item(key), ConsistentRead=True)
         return from_item(raw["Item"]) if "Item" in raw else None
+
+    def get_many(self, wanted: list[dict[str, str]]) -> list[Item | None]:
+        """Strongly consistent reads of up to BATCH_GET_KEYS_MAX keys in one BatchGetItem (a key DynamoDB left
+        unprocessed, under throttling, is asked again a bounded number of times), in the order asked."""
+        if len(wanted) > BATCH_GET_KEYS_MAX:
+            raise ValueError(f"a batch read takes at most {BATCH_GET_KEYS_MAX} keys, not {len(wanted)}")
+        found: dict[tuple[str, str], Item] = {}
+        pending = [to_item(key) for key in wanted]
+        for _ in range(BATCH_GET_ROUNDS_MAX):
+            if not pending:
+                return [found.get((key["pk"], key["sk"])) for key in wanted]
+            request = {self.table_name: {"Keys": pending, "ConsistentRead": True}}
+            with _mapped_errors():
+                raw = self.client.batch_get_item(RequestItems=request)
+            for raw_item in raw.get("Responses", {}).get(self.table_name, []):
+                item = from_item(raw_item)
+                found[(item["pk"], item["sk"])] = item
+            pending = raw.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+        raise Throttled("the database left part of a batch read unprocessed; retry shortly")
+
+    def get_snapshot(self, wanted: list[dict[str, str]]) -> list[Item | None]:
+        """Up to TRANSACT_ITEMS_MAX items as of one moment (TransactGetItems: serialized with every transactional
+        write), in the order asked: what a decision over several items must not read half before a change."""
+        if len(wanted) > TRANSACT_ITEMS_MAX:
+            raise ValueError(f"a snapshot read takes at most {TRANSACT_ITEMS_MAX} keys, not {len(wanted)}")
+        request = [{"Get": {"TableName": self.table_name, "Key": to_item(key)}} for key in wanted]
+        try:
+            with _mapped_errors(passthrough=frozenset({"TransactionCanceledException"})):
+                raw = self.client.transact_get_items(TransactItems=request)
+        except ClientError as error:  # a write in flight on one of the items: the caller reads again
+            raise SnapshotConflict("a snapshot read met a write in flight") from error
+        return [from_item(found["Item"]) if "Item" in found else None for found in raw["Responses"]]
 
     def put(self, item: Item, *, condition: str | None = None, values: dict[str, Any] | None = None) -> None:
         kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": to_item(item)}
@@ -281,6 +331,10 @@ class Store:
         self._record("Query", raw)
         last = raw.get("LastEvaluatedKey")
         return Page([from_item(i) for i in raw["Items"]], _encode_cursor(last) if last else None)
+
+    def cursor_at(self, pk: str, sk: str) -> str:
+        """A `query` cursor that starts right after (pk, sk), whether or not such an item exists."""
+        return _encode_cursor(to_item({"pk": pk, "sk": sk}))
 
     def query_all(self, pk: str, sk_prefix: str, *, pages_max: int, index: str | None = None) -> Iterator[Item]:
         """Every item of a prefix, page by page, failing fast past `pages_max` pages."""
