@@ -41,12 +41,13 @@ def test_shards_are_kept_when_left_out_and_only_grow(team: Api) -> None:
 
 def test_members_of_a_sharded_pool_are_refused_only_when_the_pool_is_full(team: Api) -> None:
     assert put(team, pool_shards=4)[0] == 200
-    assert team("PUT", "/v1/users/u1/subscription", {"plan_id": "plan_paygo", "account_id": "acme"}).status == 200
+    member = {"plan_id": "plan_paygo", "custom_limits": {"tokens": {"quota": 1000}}, "account_id": "acme"}
+    assert team("PUT", "/v1/users/m1/subscription", member).status == 200
     for _ in range(3):
         assert (
-            team("POST", "/v1/events", {"user_id": "u1", "lines": [{"meter": "tokens", "amount": 100}]}).status == 201
+            team("POST", "/v1/events", {"user_id": "m1", "lines": [{"meter": "tokens", "amount": 100}]}).status == 201
         )
-    refused = team("POST", "/v1/reservations", {"user_id": "u1", "lines": [{"meter": "tokens", "amount": 1}]})
+    refused = team("POST", "/v1/reservations", {"user_id": "m1", "lines": [{"meter": "tokens", "amount": 1}]})
     assert refused.status == 402, refused.body
     assert refused.body["error"]["details"]["account_id"] == "acme"
     usage = team("GET", "/v1/accounts/acme/usage").body
