@@ -232,3 +232,12 @@ def test_a_pool_with_an_expired_credit_is_still_refused_shards(store: Store, clo
     clock.advance(hours=2)
     with pytest.raises(Conflict, match="credit grants"):  # its book stays: what was granted is history
         accounts.put_account(tenant.scope, "team", "Team", "team", {}, None, None, pool_shards=2)
+
+
+def test_a_refused_reserve_first_reclaims_the_members_overdue_holds(store: Store, clock: Clock) -> None:
+    tenant = team(store, clock, quota=40)
+    metering.reserve(tenant.scope, "m0", lines(tokens=40), 60, None)
+    clock.advance(seconds=61)
+    metering.reserve(tenant.scope, "m0", lines(tokens=40), 60, None)  # the pool lacks room until the hold expires
+    assert pool(tenant) == (40, 0, 40, 0)
+    tenant.assert_verified()

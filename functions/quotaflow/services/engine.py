@@ -86,9 +86,9 @@ def write(
             if on_cancel is not None and on_cancel(cancelled):
                 pause_before_retry(attempt + 1)
                 continue
-            if route is not None and pools.reroute(scope, cancelled, _by_tag(change), _pool_limits(change), route):
-                continue
             try:
+                if route is not None and pools.reroute(scope, cancelled, _by_tag(change), _pool_limits(change), route):
+                    continue  # another shard of a sharded pool, or the same after a rebalance
                 stale, moved = _refused_postings(cancelled, change, limits)
             except InsufficientQuota:
                 if not reclaimable or reclaim is None or reclaim() == 0:

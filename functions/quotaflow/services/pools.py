@@ -1,22 +1,21 @@
 """Sharded pool counters: an account's counter as N shard items, for pools that many members write at once.
 
-Shard k of an account's counter for a meter is its own item (shard 0 is the counter itself, so one shard is the
-unsharded layout). Each shard is a counter with every invariant of one: its `quota` is its slice of the pool's
-allowance, and the slices sum to the plan's quota (a period opens with the whole allowance on shard 0 and the
-others empty; `pool_quota` on shard 0 keeps the plan's figure once a slice has moved off it). Each shard's hard
-condition is today's counter's, so no shard overshoots and neither does their sum.
+Shard k of an account's counter for a meter is its own item in its own partition, with the ledger entries of its
+changes (keys.pool_shard_partition; shard 0 is the counter itself, so one shard is the unsharded layout). Each
+shard is a counter with every invariant of one: its `quota` is its slice of the pool's allowance, and the slices
+sum to the plan's quota (a period opens with the whole allowance on shard 0 and the others empty; `pool_quota` on
+shard 0 keeps the plan's figure once a slice has moved off it). Each shard's hard condition is today's counter's,
+so no shard overshoots and neither does their sum.
 
 A write that takes room (reserve, event) goes to the shard its id hashes to (`Route`); refused there, it tries up
 to POOL_SHARD_TRIES_MAX other shards, then rebalances: one TransactGetItems reads every shard as of one moment,
-and one conditional
-transaction moves room into the seed's shard and spreads the rest to fair shares (each donor conditioned on having
-what it gives). It is
-refused only when the shards together lack room. A reservation records the shard it holds on (`held_shards`), and
-everything that ends or changes it writes there.
+and one conditional transaction moves room into the seed's shard and spreads the rest to fair shares (each donor
+conditioned on having what it gives). It is refused only when the shards together lack room. A reservation
+records the shard it holds on (`held_shards`), and everything that ends or changes it writes there.
 
 What a shard cannot keep exact is refused rather than approximated: credits (spent in time order against the
 allowance of one counter), rollover and alerts (computed from one counter's quota and usage) and the billing
-export (one watermark per counter) stay on unsharded pools (`sharding_refusal`)."""
+export (one watermark per counter) stay on unsharded pools (ledger/pools.py)."""
 
 from __future__ import annotations
 
