@@ -32,6 +32,7 @@ CYCLES_PER_USER = 3  # metered cycles per sampled user, after one warm-up cycle
 HOTTEST_SHOWN = 4  # the hottest key of each scope, hottest first
 SHARD_SUFFIX = re.compile(r"#\d+$")
 RESERVE_TOKENS, COMMIT_TOKENS, TTL_S = 4_000, 800, 300
+POOL_ACCOUNT = "org"
 SAMPLE_AT = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)  # one clock: every sampled reservation shares a minute
 
 FamilyOf = Callable[[str], "tuple[str, int] | None"]
@@ -153,11 +154,21 @@ class Scenario:
     sample_tenants: int
     sample_users_per_tenant: int
     account_pool: bool  # every sampled user is a member of one account per tenant
+    pool_shards: int = 1  # the account's pool shard count (services/pools.py)
 
 
+POOL_SHARDS_SCALED = 16
 SCENARIOS = (
     Scenario("table", Workload("10,000 users over 100 tenants, reserve+commit", 100, 10_000), 3, 2, False),
     Scenario("account_pool", Workload("one account of 1,000 members, 1 pool shard", 1, 1_000), 1, 3, True),
+    Scenario(
+        "account_pool_16_shards",
+        Workload(f"one account of 1,000 members, {POOL_SHARDS_SCALED} pool shards", 1, 1_000),
+        1,
+        3,
+        True,
+        POOL_SHARDS_SCALED,
+    ),
     Scenario("user", Workload("one user", 1, 1), 1, 1, False),
 )
 
@@ -167,7 +178,6 @@ def measure() -> dict[str, HeatReport]:
     import boto3
     from moto import mock_aws
 
-    from quotaflow.store import keys
     from quotaflow.store.connect import CLIENT_CONFIG
     from quotaflow.store.table import Store
 
@@ -180,8 +190,22 @@ def measure() -> dict[str, HeatReport]:
         meter = capacity.Meter(client, probe, capacity.index_partition_keys(client, store.table_name))
         for scenario in SCENARIOS:
             cycles = _sample(store, meter, scenario)
-            reports[scenario.name] = model(cycles, scenario.workload, keys.shard_family)
+            reports[scenario.name] = model(cycles, scenario.workload, _families(scenario))
     return reports
+
+
+def _families(scenario: Scenario) -> FamilyOf:
+    """The hash-sharded families of a scenario: the shared GSI2 buckets, and a sharded pool's shard partitions
+    (shard k > 0 is `<account partition>#<k>`, shard 0 the account's partition), which a member's writes take by a
+    hash of the reservation id."""
+    from quotaflow.store import keys
+
+    def family_of(key: str) -> tuple[str, int] | None:
+        if scenario.pool_shards > 1 and keys.without_pool_shard(key).endswith(f"#A#{POOL_ACCOUNT}"):
+            return "POOL", scenario.pool_shards
+        return keys.shard_family(key)
+
+    return family_of
 
 
 def _sample(store: Any, meter: capacity.Meter, scenario: Scenario) -> list[SampleCycle]:
@@ -229,9 +253,9 @@ def _seed(store: Any, scenario: Scenario, cache: Any) -> list[tuple[str, str]]:
         tenant_id = f"{scenario.name}-t{t}"
         scope = Scope(store, tenant_id, SAMPLE_AT, cache)
         plans.put_plan(scope, plan)
-        account = "org" if scenario.account_pool else None
+        account = POOL_ACCOUNT if scenario.account_pool else None
         if account:
-            accounts.put_account(scope, account, "Org", plan.plan_id, {}, None, None)
+            accounts.put_account(scope, account, "Org", plan.plan_id, {}, None, None, pool_shards=scenario.pool_shards)
         for u in range(scenario.sample_users_per_tenant):
             plans.put_subscription(scope, f"u{u}", plan.plan_id, {}, None, account)
             members.append((tenant_id, f"u{u}"))

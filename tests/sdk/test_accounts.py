@@ -66,3 +66,18 @@ def test_the_cli_puts_shows_and_joins(
     assert main(["accounts", "show", "design", *flags]) == 0
     out = capsys.readouterr().out
     assert "account design (Design), plan plan_team, under acme" in out and "1234" in out
+
+
+def test_pool_shards_through_the_sdk_and_the_cli(
+    server: LocalServer, tenant: TenantCreated, team: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert team.get_account("acme").pool_shards == 1
+    assert team.put_account("acme", "Acme", "plan_team", pool_shards=4).pool_shards == 4
+    team.track("alice", {"tokens": 1000})
+    assert team.account_usage("acme").counter("tokens").used == 1000
+    flags = ["--url", server.url, "--api-key", tenant.secret_key]
+    assert main(["accounts", "put", "acme", "--plan", "plan_team", "--pool-shards", "8", *flags]) == 0
+    assert "its pool in 8 shards" in capsys.readouterr().out
+    assert main(["accounts", "put", "acme", "--plan", "plan_team", "--pool-shards", "2", *flags]) != 0
+    assert team.get_account("acme").pool_shards == 8
+    assert team.verify().ok

@@ -1,4 +1,4 @@
-"""Building blocks for store-level scenarios: a tenant with plans and subscribed users."""
+"""Building blocks for store-level scenarios: a tenant with plans and subscribed users, a team on a sharded pool."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 from quotaflow.ledger.amounts import Line
 from quotaflow.ledger.plans import Limit, LimitOverride, Plan
-from quotaflow.services import audit, balances, plans
+from quotaflow.services import accounts, audit, balances, plans, pools
 from quotaflow.services.scope import ContainerCache, Scope
+from quotaflow.services.users import current_limits
 from quotaflow.store.table import Store
 from tests.conftest import Clock
 
@@ -56,3 +57,29 @@ class Tenant:
 
 def lines(**amounts: int) -> list[Line]:
     return [Line(meter=meter, amount=amount) for meter, amount in amounts.items()]
+
+
+POOL_SEAT = Plan(plan_id="seat", name="Seat", limits={"tokens": Limit(label="Tokens", quota=10_000, period="month")})
+TEAM = Plan(plan_id="team", name="Team", limits={"tokens": Limit(label="Tokens", quota=100, period="month")})
+SHARDS = 4
+
+
+def sharded_team(
+    store: Store, clock: Clock, quota: int = 100, shards: int = SHARDS, members: int = 4, tenant_id: str = "acme"
+) -> Tenant:
+    tenant = Tenant(store, clock, tenant_id)
+    for plan in (POOL_SEAT, TEAM):
+        plans.put_plan(tenant.scope, plan)
+    overrides = {"tokens": LimitOverride(quota=quota)}
+    accounts.put_account(tenant.scope, "team", "Team", "team", overrides, None, None, pool_shards=shards)
+    for index in range(members):
+        plans.put_subscription(tenant.scope, f"m{index}", "seat", {}, None, "team")
+    return tenant
+
+
+def shard_items(tenant: Tenant) -> list[dict[str, int] | None]:
+    limits = current_limits(tenant.scope, "A#team")
+    found = pools.read_shards(tenant.scope, "A#team", {"tokens": limits.pool_shards}, start=0)["tokens"]
+    return [
+        None if item is None else {f: item[f] for f in ("quota", "used", "reserved", "available")} for item in found
+    ]

@@ -9,7 +9,7 @@ from quotaflow.services import balances, metering
 from quotaflow.services.idempotency import IdempotencyClaim, Replay
 from quotaflow.store.table import Store
 from tests.conftest import Clock, dynamodb_calls
-from tests.store.helpers import PAYGO, Tenant, lines
+from tests.store.helpers import PAYGO, Tenant, lines, shard_items, sharded_team
 
 
 @pytest.fixture
@@ -105,3 +105,20 @@ def test_idempotency_keys_are_scoped_per_tenant(store: Store, clock: Clock, warm
     metering.track(warm.scope, "u1", lines(tokens=1), None, claim)
     metering.track(other.scope, "u1", lines(tokens=1), None, claim)  # not a replay: another tenant
     assert other.counter("u1", "tokens")["used"] == 1
+
+
+def test_a_sharded_pool_members_writes_are_one_call_when_its_shard_has_room(store: Store, clock: Clock) -> None:
+    """A member of a 4-shard pool: reserve and commit (from another container too) stay 1 call once the chosen
+    shard has room; the pool's usage is its Query plus one BatchGetItem for the other shards."""
+    tenant = sharded_team(store, clock, quota=10_000)
+    while any(item is None or item["available"] < 100 for item in shard_items(tenant)):
+        metering.track(tenant.scope, "m0", lines(tokens=1), None, None)  # rebalancing spreads the room
+    calls = dynamodb_calls(store)
+    held = metering.reserve(tenant.scope, "m0", lines(tokens=10), 60, None)
+    assert calls == ["TransactWriteItems"], "reserve"
+    calls.clear()
+    metering.commit(another_container(tenant).scope, held.reservation_id, lines(tokens=5), None)
+    assert calls == ["TransactWriteItems"], "commit from another container"
+    calls.clear()
+    balances.account_usage(tenant.scope, "team")
+    assert calls == ["Query", "BatchGetItem"], "the pool's usage: shard 0 with the account, the others in one batch"

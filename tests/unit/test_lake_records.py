@@ -82,3 +82,10 @@ def test_only_ledger_entry_inserts_reach_the_lake() -> None:
     assert [r["entry_id"] for r in found] == ["0001"]
     assert sequence_numbers == ["1"]
     assert record_from_item(counter) is None
+
+
+def test_an_entry_on_a_pool_shard_is_the_accounts() -> None:
+    """A sharded pool keeps shard k's entries in `T#<tenant>#A#<account>#<k>`: the lake counts them for the account."""
+    for partition in ("T#acme#A#team", "T#acme#A#team#3"):
+        found = record(pk=partition)
+        assert (found["tenant_id"], found["account_id"]) == ("acme", "team")

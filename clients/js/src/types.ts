@@ -260,6 +260,8 @@ export interface AccountInput {
   parentId?: string | null;
   stripeCustomerId?: string | null;
   periodAnchor?: string;
+  /** Shard items per pool counter (1-32; left out: kept, a new account has 1; it only grows). */
+  poolShards?: number;
 }
 
 export interface Account extends AccountInput {

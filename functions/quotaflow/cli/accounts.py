@@ -16,12 +16,14 @@ def _put(args: argparse.Namespace) -> int:
             args.plan,
             parent_id=args.parent,
             stripe_customer_id=args.stripe_customer,
+            pool_shards=args.pool_shards,
         )
     if args.json:
         print_json(account)
         return 0
     parent = f" under {account.parent_id}" if account.parent_id else ""
-    print(f"account {account.account_id} ({account.name}) on plan {account.plan_id}{parent}")
+    shards = f", its pool in {account.pool_shards} shards" if account.pool_shards > 1 else ""
+    print(f"account {account.account_id} ({account.name}) on plan {account.plan_id}{parent}{shards}")
     return 0
 
 
@@ -72,6 +74,12 @@ def add_commands(commands: Subparsers) -> None:
     put.add_argument("--name", help="display name (default: the account id)")
     put.add_argument("--parent", metavar="ACCOUNT", help="the account above it (default: none, a root)")
     put.add_argument("--stripe-customer", metavar="CUS_ID", help="bill the pool's usage to this Stripe customer")
+    put.add_argument(
+        "--pool-shards",
+        type=int,
+        metavar="N",
+        help="split each pool counter into N shard items for many concurrent members (default: kept; new: 1)",
+    )
     put.set_defaults(run=_put)
     show = account_commands.add_parser(
         "show", parents=[flags], help="show an account and its pool", description="An account and its counters."

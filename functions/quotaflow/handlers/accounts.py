@@ -21,7 +21,8 @@ LEDGER_PAGE_MAX = 200
 @app.put("/v1/accounts/<account_id>")
 @access("secret")
 def put_account(account_id: str, body: Annotated[schemas.AccountBody, Body()]) -> AccountView:
-    """Create or replace an account (plan, overrides, parent, Stripe customer); a tree at most 3 levels deep."""
+    """Create or replace an account (plan, overrides, parent, Stripe customer, pool shards); a tree at most 3 levels
+    deep."""
     scope = tenant_scope()
     return accounts.put_account(
         scope,
@@ -32,6 +33,7 @@ def put_account(account_id: str, body: Annotated[schemas.AccountBody, Body()]) -
         body.parent_id,
         body.stripe_customer_id,
         body.period_anchor,
+        body.pool_shards,
     )
 
 

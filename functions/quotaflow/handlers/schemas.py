@@ -18,6 +18,7 @@ from pydantic import (
 from quotaflow.ledger.amounts import LINES_MAX, Amount, EntityId, Line, Lines, MeterKey, unique_meters
 from quotaflow.ledger.model import Model
 from quotaflow.ledger.plans import (
+    POOL_SHARDS_MAX,
     AnchorTime,
     FeatureKey,
     Features,
@@ -75,6 +76,7 @@ class AccountBody(Body):
     parent_id: EntityId | None = None
     stripe_customer_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     period_anchor: AnchorTime | None = None
+    pool_shards: Annotated[int, Field(strict=True, ge=1, le=POOL_SHARDS_MAX)] | None = None  # None: keep
 
 
 Origin = Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=255)]

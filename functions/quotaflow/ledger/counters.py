@@ -7,6 +7,7 @@ delta into one atomic `ADD` and a `Guard` into its condition expression.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -114,6 +115,7 @@ class Posting:
     delta: Delta
     guard: Guard = Guard.NONE
     holder: str | None = None  # an account above the writing user that takes the same change; None: the user
+    shard: int = 0  # which shard of a sharded pool's counter takes it (0: the counter itself)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,26 @@ class RolloverGrant:
 
     amount: int
     expires_at: str
+
+
+def pooled(shards: Sequence[Counter]) -> Counter:
+    """A sharded pool's counter as one: the first shard's limits with every shard's balance summed (each shard
+    keeps invariant 1, so the sum does)."""
+    first = shards[0]
+    return replace(
+        first,
+        quota=sum(shard.quota for shard in shards),
+        credits=sum(shard.credits for shard in shards),
+        used=sum(shard.used for shard in shards),
+        reserved=sum(shard.reserved for shard in shards),
+        available=sum(shard.available for shard in shards),
+    )
+
+
+def shard_limit(limit: EffectiveLimit) -> EffectiveLimit:
+    """What shard k > 0 of a sharded pool opens a period with: no allowance of its own (rebalancing brings it a
+    slice of shard 0's) and no rollover (sharded pools have none)."""
+    return limit.model_copy(update={"quota": 0, "rollover": None})
 
 
 def spent_credits(counter: Counter) -> int:
@@ -207,9 +229,13 @@ def open_period(
     return PeriodOpening(current, closed, tuple(postings), rollover)
 
 
-def retune(counter: Counter, limit: EffectiveLimit, limits_version: int) -> tuple[Counter, Posting | None]:
-    """Apply changed limits to the current counter: a quota change moves `available` by the difference."""
+def retune(
+    counter: Counter, limit: EffectiveLimit, limits_version: int, granted: int | None = None
+) -> tuple[Counter, Posting | None]:
+    """Apply changed limits to the current counter: a quota change moves `available` by the difference from what
+    the old limits granted (`granted`: a sharded pool's whole allowance, when shard 0 holds only a slice of it)."""
     posting = None
+    granted = counter.quota if granted is None else granted
     updated = replace(
         counter,
         label=limit.label,
@@ -218,7 +244,7 @@ def retune(counter: Counter, limit: EffectiveLimit, limits_version: int) -> tupl
         limits_version=limits_version,
         alerts=limit.alerts,
     )
-    if limit.quota != counter.quota:
-        posting = Posting("quota_change", counter.meter, counter.period_key, Delta(quota=limit.quota - counter.quota))
+    if limit.quota != granted:
+        posting = Posting("quota_change", counter.meter, counter.period_key, Delta(quota=limit.quota - granted))
         updated = updated.apply(posting.delta)
     return updated, posting

@@ -51,6 +51,7 @@ Features = Annotated[dict[FeatureKey, FeatureValue], Field(max_length=FEATURES_P
 
 
 ROLLOVER_PERIODS_MAX = 12
+POOL_SHARDS_MAX = 32  # shard items per counter of one account: a rebalance reads them all in one BatchGetItem
 
 
 class Rollover(Model):
@@ -129,6 +130,7 @@ class Subscription(Model):
     account_id: EntityId | None = None
     name: Label | None = None
     period_anchor: AnchorTime | None = None  # where day/week/month periods start; None: the plan's default
+    pool_shards: Annotated[int, Field(ge=1, le=POOL_SHARDS_MAX)] | None = None  # an account's; None: 1 (unsharded)
 
 
 class EffectiveLimit(Model):

@@ -31,6 +31,7 @@ class Reservation:
     drawn: tuple[Line, ...] = ()  # running totals of draws, per meter
     version: int = 0  # draws and increases so far
     held_on: dict[str, tuple[str, ...]] = field(default_factory=dict)  # holder id -> meters: the levels it holds on
+    held_shards: dict[str, int] = field(default_factory=dict)  # sharded pool holder id -> the shard it holds on
 
     def status_at(self, now: datetime) -> ReservationStatus:
         """A pending reservation past its expiry is expired, whether or not anything has reclaimed it yet."""

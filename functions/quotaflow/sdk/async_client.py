@@ -275,10 +275,12 @@ class AsyncClient:
         custom_limits: Mapping[str, Mapping[str, Any]] | None = None,
         parent_id: str | None = None,
         stripe_customer_id: str | None = None,
+        pool_shards: int | None = None,
         idempotency_key: str | None = None,
     ) -> models.Account:
-        """Create or replace an account (an organization or team holding a pool); `parent_id` nests it (3 levels)."""
-        call = calls.put_account(account_id, name, plan_id, custom_limits, parent_id, stripe_customer_id)
+        """Create or replace an account (an organization or team holding a pool); `parent_id` nests it (3 levels).
+        `pool_shards` splits its counters into that many shard items (left out: kept; it only grows)."""
+        call = calls.put_account(account_id, name, plan_id, custom_limits, parent_id, stripe_customer_id, pool_shards)
         return await self._send(call, idempotency_key)
 
     async def get_account(self, account_id: str) -> models.Account:

@@ -375,6 +375,7 @@ def put_account(
     custom_limits: Mapping[str, Mapping[str, Any]] | None,
     parent_id: str | None,
     stripe_customer_id: str | None,
+    pool_shards: int | None = None,
 ) -> Call[models.Account]:
     body = _without_none(
         {
@@ -383,6 +384,7 @@ def put_account(
             "custom_limits": {meter: dict(limit) for meter, limit in (custom_limits or {}).items()},
             "parent_id": parent_id,
             "stripe_customer_id": stripe_customer_id,
+            "pool_shards": pool_shards,
         }
     )
     return Call("PUT", f"/v1/accounts/{_segment(account_id)}", models.Account.model_validate, body)

@@ -83,6 +83,7 @@ class Account(Model):
     custom_limits: dict[str, dict[str, Any]]
     parent_id: str | None
     stripe_customer_id: str | None
+    pool_shards: int = 1
     updated_at: datetime | None = None
 
 

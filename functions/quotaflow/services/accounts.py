@@ -8,6 +8,7 @@ write's levels) and down (how deep a subtree is, before it moves)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from quotaflow.ledger.errors import InvalidRequest, NotFound
 from quotaflow.ledger.plans import LimitOverride
@@ -31,21 +32,25 @@ def put_account(
     parent_id: str | None,
     stripe_customer_id: str | None,
     period_anchor: datetime | None = None,
+    pool_shards: int | None = None,
 ) -> AccountView:
-    """Create or replace an account; its plan applies to its pool counters at once, like a user's."""
+    """Create or replace an account; its plan applies to its pool counters at once, like a user's.
+    `pool_shards` left out keeps the account's (1 for a new one); it may grow, never shrink (services/pools.py)."""
     plan = plan_for(scope, plan_id, custom_limits)
     holder = keys.account_holder(account_id)
     previous = _account_item(scope, account_id)
     old_parent = previous["subscription"].get("account_id") if previous else None
     if parent_id is not None:
         _check_placement(scope, account_id, parent_id)
-    changes = {
+    changes: dict[str, Any] = {
         "custom_limits": custom_limits,
         "stripe_customer_id": stripe_customer_id,
         "period_anchor": period_anchor,
         "account_id": parent_id,
         "name": name,
     }
+    if pool_shards is not None:
+        changes["pool_shards"] = None if pool_shards == 1 else pool_shards  # 1 is the unsharded layout
     resync(scope, holder, plan, changes=changes)
     if old_parent != parent_id:
         if parent_id is not None:
@@ -122,5 +127,6 @@ def _view(scope: Scope, account_id: str, item: Item) -> AccountView:
         custom_limits={m: o.model_dump(exclude_none=True) for m, o in subscription.custom_limits.items()},
         parent_id=subscription.account_id,
         stripe_customer_id=subscription.stripe_customer_id,
+        pool_shards=subscription.pool_shards or 1,
         updated_at=item.get("updated_at", scope.now.strftime("%Y-%m-%dT%H:%M:%SZ")),
     )

@@ -11,7 +11,7 @@ from quotaflow.ledger.counters import Counter, open_period
 from quotaflow.ledger.errors import InvalidRequest
 from quotaflow.ledger.periods import NO_PERIOD, period_at
 from quotaflow.ledger.plans import EffectiveLimit
-from quotaflow.services import levels
+from quotaflow.services import levels, pools
 from quotaflow.services.scope import Scope, UserLimits
 from quotaflow.services.users import load_user
 from quotaflow.services.views import (
@@ -42,7 +42,7 @@ class Balance:
 
 
 def current_counters(scope: Scope, holder: str) -> Balance:
-    """Each meter's counter as of now, from one Query."""
+    """Each meter's counter as of now, from one Query (and one BatchGetItem for a sharded pool's other shards)."""
     state = load_user(scope, holder)
     counters: dict[str, Counter] = {}
     for meter, limit in state.limits.limits.items():
@@ -57,7 +57,7 @@ def current_counters(scope: Scope, holder: str) -> Balance:
             counters[meter] = open_period(
                 previous, limit, period, state.limits.limits_version, state.limits.anchoring
             ).current
-    return Balance(holder, state.limits, counters)
+    return Balance(holder, state.limits, pools.whole_pool(scope, holder, state.limits, counters))
 
 
 def _chain(scope: Scope, user_id: str) -> list[Balance]:

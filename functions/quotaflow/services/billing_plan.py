@@ -78,8 +78,8 @@ def _pending(store: Store, tenant_id: str, chunk: list[Pair], report: ExportRepo
     ]
     found: dict[tuple[str, str], CounterState] = {}
     for start in range(0, len(wanted), BATCH_GET_KEYS_MAX):
-        read = store.batch_get(wanted[start : start + BATCH_GET_KEYS_MAX])
-        found |= {(item["pk"], item["sk"]): CounterState.of(item) for item in read}
+        read = store.get_many(wanted[start : start + BATCH_GET_KEYS_MAX])
+        found |= {(item["pk"], item["sk"]): CounterState.of(item) for item in read if item is not None}
     report.counters_checked += len(found)
     pending: list[Pair] = []
     for pair, listed in chunk:

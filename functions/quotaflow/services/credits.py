@@ -7,7 +7,7 @@ from typing import Any
 
 from quotaflow.ledger.counters import Delta, Posting
 from quotaflow.ledger.credits import CreditBook, Grant, GrantStatus, rebooked, remaining
-from quotaflow.ledger.errors import InvalidRequest, NotFound
+from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
 from quotaflow.ledger.model import Model
 from quotaflow.ledger.periods import iso, period_at
 from quotaflow.services import engine
@@ -62,6 +62,8 @@ def grant(
         limit = limits.limits.get(meter)
         if limit is None or limit.retired:
             raise InvalidRequest(f"the user's plan has no meter {meter!r}", field="meter")
+        if limits.pool_shards > 1:  # its counter is a sum of slices: credits are spent against one allowance
+            raise Conflict(f"a pool with {limits.pool_shards} shards takes no credits", field="meter")
         posting = Posting(
             "grant", meter, period_at(limit.period, scope.now, limits.anchoring).key, Delta(credits=amount)
         )

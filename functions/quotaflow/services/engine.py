@@ -11,6 +11,7 @@ from typing import Any
 
 from quotaflow.ledger.counters import Guard, Posting
 from quotaflow.ledger.errors import Conflict, InsufficientQuota, InvariantViolation, Unavailable
+from quotaflow.services import pools
 from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_if_taken
 from quotaflow.services.levels import Level
 from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
@@ -51,6 +52,7 @@ def write(
     reclaim: Callable[[], int] | None = None,
     attempts_max: int = WRITE_ATTEMPTS_MAX,
     patience_s: float = 0.0,
+    route: pools.Route | None = None,
 ) -> None:
     """Commit `build(limits)` as one transaction, retrying on stale counters and conflicts: at least
     `attempts_max` tries, and more while `patience_s` has not run out since the first (writers racing on one
@@ -59,7 +61,9 @@ def write(
     `reclaim`, when given, is tried once when a hard meter lacks room: it expires the user's overdue
     reservations and says how many; if any came back, the write is tried again before answering 402.
     `on_cancel` reads a refusal first: it raises what the refusal means, or answers True when what the change
-    was built from moved (a reservation drawn on meanwhile) and the change must be built again."""
+    was built from moved (a reservation drawn on meanwhile) and the change must be built again.
+    `route`, given to the builder's postings too, says which shard of a sharded pool the write takes; a shard
+    that lacked room moves it on to another shard or rebalances the pool (services/pools.py)."""
     reclaimable = reclaim is not None
     for attempt in _attempts(attempts_max, patience_s):
         limits = current_limits(scope, user_id)
@@ -83,6 +87,8 @@ def write(
                 pause_before_retry(attempt + 1)
                 continue
             try:
+                if route is not None and pools.reroute(scope, cancelled, _by_tag(change), _pool_limits(change), route):
+                    continue  # another shard of a sharded pool, or the same after a rebalance
                 stale, moved = _refused_postings(cancelled, change, limits)
             except InsufficientQuota:
                 if not reclaimable or reclaim is None or reclaim() == 0:
@@ -90,8 +96,8 @@ def write(
                 reclaimable = False
                 continue
             if stale:
-                for holder, meters in stale.items():
-                    prepare(scope, holder or user_id, meters)
+                for (holder, shard), meters in stale.items():
+                    prepare(scope, holder or user_id, meters, shard=shard)
             elif moved or cancelled.conflicted or not cancelled.reasons:
                 pause_before_retry(attempt + 1)
             else:
@@ -107,21 +113,29 @@ def _attempts(attempts_max: int, patience_s: float) -> Iterator[int]:
         attempt += 1
 
 
+def _by_tag(change: Change) -> dict[str, Posting]:
+    return {counter_tag(posting): posting for posting in change.postings}
+
+
+def _pool_limits(change: Change) -> dict[str, UserLimits]:
+    return {level.holder: level.limits for level in change.levels}
+
+
 def _refused_postings(
     cancelled: TransactionCancelled, change: Change, limits: UserLimits
-) -> tuple[dict[str | None, list[str]], bool]:
-    """Meters whose counter was stale (missing, older period, older limits), per level (None: the user), and
-    whether a counter the change was computed from moved meanwhile. A guard that failed on a current, unmoved
-    counter is final: raise the domain error it stands for."""
-    by_tag = {counter_tag(posting): posting for posting in change.postings}
+) -> tuple[dict[tuple[str | None, int], list[str]], bool]:
+    """Meters whose counter was stale (missing, older period, older limits), per level (None: the user) and
+    shard, and whether a counter the change was computed from moved meanwhile. A guard that failed on a current,
+    unmoved counter is final: raise the domain error it stands for."""
+    by_tag = _by_tag(change)
     versions = _versions(limits, change)
-    stale: dict[str | None, list[str]] = {}
+    stale: dict[tuple[str | None, int], list[str]] = {}
     moved = False
     for reason in cancelled.failed(COUNTER_TAG):
         posting = by_tag[reason.tag]
         meter = posting.meter
         if _is_stale(reason.item, posting, versions[posting.holder]):
-            stale.setdefault(posting.holder, []).append(meter)
+            stale.setdefault((posting.holder, posting.shard), []).append(meter)
         elif posting.holder is None and meter in change.revs and (reason.item or {}).get("rev") != change.revs[meter]:
             moved = True
         else:

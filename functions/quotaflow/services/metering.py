@@ -16,7 +16,7 @@ from quotaflow.ledger.counters import Delta, Guard
 from quotaflow.ledger.errors import InvalidRequest, NotFound, ReservationExpired, ReservationNotPending
 from quotaflow.ledger.periods import iso
 from quotaflow.ledger.reservations import Reservation, Settlement, release, settle
-from quotaflow.services import credits, engine, levels
+from quotaflow.services import credits, engine, levels, pools
 from quotaflow.services.idempotency import IdempotencyClaim
 from quotaflow.services.scope import Scope, UserLimits
 from quotaflow.services.users import current_limits, load_user
@@ -54,12 +54,17 @@ def reserve(
     )
     ttl_epoch_s = int((reservation.expires_at + TTL_GRACE).timestamp())
     made: list[Reservation] = []
+    route = pools.Route(carrying or reservation.reservation_id)  # an id that carries its hold says its shards too
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(reserved=line.amount), Guard.ROOM_IF_HARD) for line in lines]
-        postings, chain = levels.post(scope, user_id, limits, "reserve", changes)
-        held_on = levels.holds_by_level(user_id, postings)
-        placed, item = _placed(scope, replace(reservation, held_on=held_on), carrying, ttl_epoch_s)
+        postings, chain = levels.post(scope, user_id, limits, "reserve", changes, route=route)
+        held = replace(
+            reservation,
+            held_on=levels.holds_by_level(user_id, postings),
+            held_shards=levels.held_shards(postings, chain),
+        )
+        placed, item = _placed(scope, held, carrying if route.at_seed else None, ttl_epoch_s)
         made.append(placed)
         return engine.Change(
             postings,
@@ -69,7 +74,9 @@ def reserve(
             response=reservation_view(placed, scope).model_dump(mode="json"),
         )
 
-    engine.write(scope, user_id, build, claim=claim, body={}, reclaim=lambda: reclaim_overdue(scope, user_id))
+    engine.write(
+        scope, user_id, build, claim=claim, body={}, reclaim=lambda: reclaim_overdue(scope, user_id), route=route
+    )
     scope.cache.reservations.put((scope.tenant_id, made[-1].reservation_id), made[-1])
     return reservation_view(made[-1], scope)
 
@@ -172,11 +179,12 @@ def reap_deleted(scope: Scope, reservation: Reservation) -> bool:
     for index_attribute in keys.RESERVATION_INDEX_ATTRIBUTES:  # ended: in no index, like any ended reservation
         del tombstone[index_attribute]
     settlement = release(reservation.held)
+    route = pools.Route(reservation.reservation_id, fixed=reservation.held_shards)
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(c.meter, c.delta, c.guard) for c in settlement.changes]
         postings, chain = levels.post(
-            scope, reservation.user_id, limits, "expire", changes, held_on=reservation.held_on
+            scope, reservation.user_id, limits, "expire", changes, held_on=reservation.held_on, route=route
         )
         return engine.Change(
             postings,
@@ -190,7 +198,7 @@ def reap_deleted(scope: Scope, reservation: Reservation) -> bool:
             raise ReservationNotPending("the reservation was already ended", status="expired")
 
     try:
-        engine.write(scope, reservation.user_id, build, claim=None, body={}, on_cancel=on_cancel)
+        engine.write(scope, reservation.user_id, build, claim=None, body={}, on_cancel=on_cancel, route=route)
     except ReservationNotPending:
         return False
     return True
@@ -247,7 +255,9 @@ def _as_made(scope: Scope, reservation_id: str) -> Reservation | None:
         return None
     try:
         limits = current_limits(scope, made.user_id)
-        return replace(made, held_on=levels.holding(scope, made.user_id, limits, [line.meter for line in made.held]))
+        meters = [line.meter for line in made.held]
+        held_on, shards = levels.holding(scope, made.user_id, limits, meters, pools.Route(reservation_id))
+        return replace(made, held_on=held_on, held_shards=shards)
     except (NotFound, InvalidRequest):  # an unknown user, a meter its plans no longer have: not a common case
         return None
 
@@ -270,12 +280,16 @@ def hold_guard(reservation: Reservation, *, assumed: bool) -> tuple[str, dict[st
     version, values = version_guard(reservation)
     if not assumed:
         return version, values
-    return f"{version} AND user_id = :user_id AND held = :held AND held_on = :held_on", {
+    held = f"{version} AND user_id = :user_id AND held = :held AND held_on = :held_on"
+    values = {
         **values,
         ":user_id": reservation.user_id,
         ":held": items.lines_to(reservation.held),
         ":held_on": items.held_on_to(reservation.held_on),
     }
+    if not reservation.held_shards:
+        return f"{held} AND attribute_not_exists(held_shards)", values
+    return f"{held} AND held_shards = :held_shards", {**values, ":held_shards": reservation.held_shards}
 
 
 def refusal_of(
@@ -335,8 +349,10 @@ def _end(
     time_guard = "expires_at <= :now" if expiring else "expires_at > :now"
     current = [reservation]  # after a refusal: the item as it stood, no longer an assumption
     outcome: list[V] = []
+    route = pools.Route(reservation.reservation_id, fixed=reservation.held_shards)
 
     def build(limits: UserLimits) -> engine.Change:
+        route.fixed = current[-1].held_shards
         settlement = settle_with(current[-1])
         settled = {"committed": items.lines_to(settlement.committed)} if settlement.committed else {}
         view = view_of(current[-1], settlement)
@@ -365,7 +381,7 @@ def _end(
             )
 
         user_id = current[-1].user_id
-        postings, chain = levels.post(scope, user_id, limits, kind, changes, held_on=current[-1].held_on)
+        postings, chain = levels.post(scope, user_id, limits, kind, changes, held_on=current[-1].held_on, route=route)
         return engine.Change(
             postings,
             reservation.reservation_id,
@@ -395,6 +411,7 @@ def _end(
             on_cancel=on_cancel,
             attempts_max=RESERVATION_WRITE_ATTEMPTS_MAX,
             patience_s=RESERVATION_WRITE_PATIENCE_S,
+            route=route,
         )
     except _HeldForAnother as held:  # an item's user never changes: the stored reservation ends on its own user
         return _end(scope, held.stored, settle_with, kind, status, claim, view_of, properties)
@@ -411,10 +428,11 @@ def track(
     claim: IdempotencyClaim | None,
 ) -> EventView:
     view = EventView(event_id=scope.new_id("evt"))
+    route = pools.Route(view.event_id)
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=line.amount), Guard.ROOM_IF_HARD) for line in lines]
-        postings, chain = levels.post(scope, user_id, limits, "event", changes)
+        postings, chain = levels.post(scope, user_id, limits, "event", changes, route=route)
         return engine.Change(postings, view.event_id, properties, levels=chain)
 
     engine.write(
@@ -424,6 +442,7 @@ def track(
         claim=claim,
         body=view.model_dump(mode="json"),
         reclaim=lambda: reclaim_overdue(scope, user_id),
+        route=route,
     )
     return view
 
@@ -432,10 +451,15 @@ def refund(
     scope: Scope, user_id: str, lines: list[Line], reason: str | None, claim: IdempotencyClaim | None
 ) -> RefundView:
     view = RefundView(refund_id=scope.new_id("rfd"))
+    route = pools.Route(view.refund_id, fixed={})
 
     def build(limits: UserLimits) -> engine.Change:
         changes = [(line.meter, Delta(used=-line.amount), Guard.USED_COVERS) for line in lines]
-        postings, chain = levels.post(scope, user_id, limits, "refund", changes)
+        route.fixed = {}
+        postings, chain = levels.post(scope, user_id, limits, "refund", changes, route=route)
+        route.fixed = pools.most_used(scope, chain, [line.meter for line in lines])
+        if route.fixed:  # a sharded pool gives back from the shard that used the most
+            postings, chain = levels.post(scope, user_id, limits, "refund", changes, route=route)
         books = credits.credit_events(scope, user_id, load_user(scope, user_id), postings)  # a refund un-spends
         return engine.Change(
             postings,

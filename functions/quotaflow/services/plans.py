@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 from quotaflow.ledger.errors import Conflict, InvalidRequest, NotFound
 from quotaflow.ledger.periods import iso
-from quotaflow.ledger.plans import METERS_PER_PLAN_MAX, LimitOverride, Plan, Subscription, feature_allowed
+from quotaflow.ledger.plans import (
+    METERS_PER_PLAN_MAX,
+    LimitOverride,
+    Plan,
+    Subscription,
+    effective_limits,
+    feature_allowed,
+)
+from quotaflow.ledger.pools import check_shardable
 from quotaflow.services.scope import Scope
 from quotaflow.services.users import default_plan_id, get_plan, load_user, resync
 from quotaflow.services.views import EntitlementsView, FeatureAllowanceView, SettingsView, SubscriptionView
 from quotaflow.store import items, keys
-from quotaflow.store.table import ConditionFailed
+from quotaflow.store.table import ConditionFailed, Item
 
 PLANS_PAGES_MAX = 10
 SUBSCRIBER_PAGES_MAX = 100  # 100,000 subscribers per plan change; past that the change is refused, not partial
@@ -25,18 +34,26 @@ def put_plan(scope: Scope, plan: Plan) -> Plan:
     condition = "version = :v" if previous else "attribute_not_exists(pk)"
     values = {":v": previous["version"]} if previous else None
     item = items.plan_item(scope.tenant_id, stored)
+    for subscriber in _subscribers(scope, plan.plan_id):  # a sharded pool on it must stay possible on the new one
+        subscription = items.subscription_from(subscriber)
+        shards = subscription.pool_shards or 1
+        check_shardable(effective_limits(stored, subscription.custom_limits), shards, None, has_credits=False)
     try:
         scope.store.put(item, condition=condition, values=values)
     except ConditionFailed:
         raise Conflict(f"plan {plan.plan_id} changed concurrently; retry") from None
-    for subscriber in scope.store.query_all(
-        keys.plan_subscribers(scope.tenant_id, plan.plan_id),
+    for subscriber in _subscribers(scope, plan.plan_id):  # read after the put: nobody joining meanwhile is missed
+        resync(scope, subscriber["gsi1sk"], stored, implicit=bool(subscriber.get("implicit")))
+    return stored
+
+
+def _subscribers(scope: Scope, plan_id: str) -> Iterator[Item]:
+    return scope.store.query_all(
+        keys.plan_subscribers(scope.tenant_id, plan_id),
         "",
         pages_max=SUBSCRIBER_PAGES_MAX,
         index=keys.GSI_PLAN_SUBSCRIBERS,
-    ):
-        resync(scope, subscriber["gsi1sk"], stored, implicit=bool(subscriber.get("implicit")))
-    return stored
+    )
 
 
 def list_plans(scope: Scope) -> list[Plan]:

@@ -19,7 +19,7 @@ from quotaflow.ledger.reservations import MeterChange, Reservation
 from quotaflow.ledger.runs import draw as draw_on
 from quotaflow.ledger.runs import extended_until
 from quotaflow.ledger.runs import increase as increased
-from quotaflow.services import engine, levels
+from quotaflow.services import engine, levels, pools
 from quotaflow.services.idempotency import IdempotencyClaim, add_claim, replay_if_taken
 from quotaflow.services.metering import (
     RESERVATION_TAG,
@@ -103,8 +103,10 @@ def _change_hold(
     key = keys.reservation(scope.tenant_id, reservation.reservation_id)
     current = [reservation]
     outcome: list[tuple[Reservation, V]] = []
+    route = pools.Route(reservation.reservation_id, fixed=reservation.held_shards)
 
     def build(limits: UserLimits) -> engine.Change:
+        route.fixed = current[-1].held_shards
         changes, after, view, record = plan(current[-1])
         after = replace(after, held_on=_held_on_after(scope, current[-1], after, limits))
         outcome.append((after, view))
@@ -116,6 +118,7 @@ def _change_hold(
             kind,
             [(c.meter, c.delta, c.guard) for c in changes],
             held_on=after.held_on,
+            route=route,
         )
 
         def write(tx: Transaction) -> None:
@@ -166,6 +169,7 @@ def _change_hold(
             reclaim=lambda: reclaim_overdue(scope, reservation.user_id),
             attempts_max=RESERVATION_WRITE_ATTEMPTS_MAX,
             patience_s=RESERVATION_WRITE_PATIENCE_S,
+            route=route,
         )
     except Exception:
         scope.cache.reservations.forget(cache_key)

@@ -37,6 +37,7 @@ class UserLimits:
     above: str | None = None  # the holder id of the account above (a user's account, an account's parent)
     features: dict[str, bool | int | str] = field(default_factory=dict)  # the plan's, merged with overrides
     anchoring: Anchoring = CALENDAR  # where this holder's day/week/month periods start
+    pool_shards: int = 1  # an account's counters are this many shard items each (services/pools.py)
 
 
 class Expiring(Generic[V]):

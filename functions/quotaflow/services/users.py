@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retune
+from quotaflow.ledger.counters import Counter, PeriodOpening, open_period, retune, shard_limit
 from quotaflow.ledger.credits import CreditBook
 from quotaflow.ledger.errors import NotFound, Unavailable
 from quotaflow.ledger.periods import Anchoring, Period, period_at
@@ -18,6 +18,7 @@ from quotaflow.ledger.plans import (
     effective_features,
     effective_limits,
 )
+from quotaflow.ledger.pools import check_resharding, check_shardable
 from quotaflow.services.grants import add_rollover
 from quotaflow.services.scope import Scope, UserLimits, pause_before_retry
 from quotaflow.services.writes import add_entries
@@ -37,6 +38,7 @@ class StoredCounter:
     # The newest closed period of this meter the export still has to flush, "" for none; None on a counter opened
     # before the export kept this (any closed period may be pending).
     export_closed: str | None = None
+    pool_quota: int | None = None  # a sharded pool's shard 0: the whole allowance, once slices moved off it
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,17 @@ class UserState:
         if self.subscription_item is None or self.subscription_item.get("implicit"):
             return None
         return items.subscription_from(self.subscription_item)
+
+
+def stored_counter(item: Item) -> StoredCounter:
+    return StoredCounter(
+        items.counter_from(item),
+        item["rev"],
+        exported=item.get("exported", 0),
+        exporting=item.get("exporting"),
+        export_closed=item.get("export_closed"),
+        pool_quota=item.get("pool_quota"),
+    )
 
 
 def get_plan(scope: Scope, plan_id: str) -> Plan:
@@ -77,13 +90,7 @@ def load_user(scope: Scope, user_id: str) -> UserState:
         elif item["sk"].startswith(keys.CREDIT_BOOK_PREFIX):
             books[item["meter"]] = items.credit_book_from(item)
         else:
-            counters[item["meter"]] = StoredCounter(
-                items.counter_from(item),
-                item["rev"],
-                item.get("exported", 0),
-                item.get("exporting"),
-                item.get("export_closed"),
-            )
+            counters[item["meter"]] = stored_counter(item)
     if subscription_item is not None:
         account_id = subscription_item["subscription"].get("account_id")
         limits = UserLimits(
@@ -94,6 +101,7 @@ def load_user(scope: Scope, user_id: str) -> UserState:
             above=keys.account_holder(account_id) if account_id else None,
             features=subscription_item.get("features", {}),
             anchoring=items.anchoring_from(subscription_item),
+            pool_shards=subscription_item["subscription"].get("pool_shards") or 1,
         )
     else:
         plan_id = default_plan_id(scope)
@@ -118,9 +126,10 @@ def current_limits(scope: Scope, user_id: str) -> UserLimits:
     return scope.cache.limits.get((scope.tenant_id, user_id)) or load_user(scope, user_id).limits
 
 
-def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
-    """Make the counters of `meters` current: store a default-plan user's subscription, open new periods,
-    catch up on limit changes. Each step is optimistic; losing a race to a concurrent writer is success."""
+def prepare(scope: Scope, user_id: str, meters: Iterable[str], *, shard: int = 0) -> None:
+    """Make the counters of `meters` current (on shard `shard` of a sharded pool): store a default-plan user's
+    subscription, open new periods, catch up on limit changes. Each step is optimistic; losing a race to a
+    concurrent writer is success."""
     state = load_user(scope, user_id)
     if not state.limits.stored:
         resync(scope, user_id, get_plan(scope, state.limits.plan_id), implicit=True, only_if_missing=True)
@@ -130,31 +139,45 @@ def prepare(scope: Scope, user_id: str, meters: Iterable[str]) -> None:
         limit = state.limits.limits.get(meter)
         if limit is None:
             continue  # the caller reports meters the plan lacks
-        stored = state.counters.get(meter)
+        stored = state.counters.get(meter) if shard == 0 else _stored_shard(scope, user_id, meter, shard)
         period = period_at(limit.period, scope.now, state.limits.anchoring)
         tx = scope.store.transaction()
         if stored is None or stored.counter.period_key != period.key:
             anchoring = state.limits.anchoring
-            opening = open_period(stored.counter if stored else None, limit, period, version, anchoring)
+            opened_with = limit if shard == 0 else shard_limit(limit)
+            opening = open_period(stored.counter if stored else None, opened_with, period, version, anchoring)
             cut = period.start is not None and period.start == anchoring.since
-            _add_opening(tx, scope, user_id, stored, opening, ref="period_cut" if cut else "period_open")
+            ref = "period_cut" if cut else "period_open"
+            _add_opening(tx, scope, user_id, stored, opening, ref=ref, shard=shard)
             add_rollover(tx, scope, user_id, state.books.get(meter), opening)
         elif stored.counter.limits_version != version:
-            _add_retune(tx, scope, user_id, stored, limit, version, state.limits.anchoring)
+            retuned = limit if shard == 0 else limit.model_copy(update={"quota": stored.counter.quota})
+            _add_retune(tx, scope, user_id, stored, retuned, version, state.limits.anchoring, shard=shard)
         try:
             scope.store.transact(tx)
         except TransactionCancelled:
             scope.cache.limits.forget((scope.tenant_id, user_id))  # someone else moved first; the caller reloads
 
 
+def _stored_shard(scope: Scope, holder: str, meter: str, shard: int) -> StoredCounter | None:
+    item = scope.store.get(keys.counter_shard(scope.tenant_id, holder, meter, shard))
+    return stored_counter(item) if item is not None else None
+
+
 def _add_opening(
-    tx: Transaction, scope: Scope, user_id: str, stored: StoredCounter | None, opening: PeriodOpening, ref: str
+    tx: Transaction,
+    scope: Scope,
+    user_id: str,
+    stored: StoredCounter | None,
+    opening: PeriodOpening,
+    ref: str,
+    shard: int = 0,
 ) -> None:
     rev = stored.rev + 1 if stored else 0
-    item = items.counter_item(scope.tenant_id, user_id, opening.current, rev=rev)
+    item = items.counter_item(scope.tenant_id, user_id, opening.current, rev=rev, shard=shard)
     closed = None
     if opening.closed is not None:
-        closed = items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True)
+        closed = items.counter_item(scope.tenant_id, user_id, opening.closed, closed=True, shard=shard)
         closed["exported"] = stored.exported if stored else 0  # the export's final flush continues from here
         if stored is not None and stored.exporting is not None:
             closed["exporting"] = stored.exporting  # ... starting with the send it had under way
@@ -167,7 +190,8 @@ def _add_opening(
         tx.put("counter:open", item, condition="rev = :rev", values={":rev": stored.rev})
     if closed is not None:
         tx.put("counter:closed", closed, condition="attribute_not_exists(pk)")
-    add_entries(tx, scope, user_id, opening.postings, ref=ref)  # period_cut: the holder's anchoring changed
+    postings = [replace(posting, shard=shard) for posting in opening.postings]  # in the shard's own ledger
+    add_entries(tx, scope, user_id, postings, ref=ref)  # period_cut: the holder's anchoring changed
 
 
 def _export_closed(stored: StoredCounter | None, closed: Item | None) -> str | None:
@@ -188,11 +212,13 @@ def _add_retune(
     limit: EffectiveLimit | None,
     version: int,
     anchoring: Anchoring,
+    shard: int = 0,
 ) -> None:
     """Apply new limits to a current counter (a quota change moves `available`); a counter whose period or
     meter no longer matches only learns the new version (and, if its period was cut short, its new end: the
-    billing export stamps usage inside the period it belongs to), and its next write opens the right period."""
-    key = keys.counter_current(scope.tenant_id, user_id, stored.counter.meter)
+    billing export stamps usage inside the period it belongs to), and its next write opens the right period.
+    A sharded pool's quota change lands on shard 0, by the difference from the whole pool's old allowance."""
+    key = keys.counter_shard(scope.tenant_id, user_id, stored.counter.meter, shard)
     period = period_at(limit.period, scope.now, anchoring) if limit is not None else None
     current = limit is not None and not limit.retired and period is not None and period.key == stored.counter.period_key
     # Conditioned on what the change was computed from, not on `rev`: reserves and commits running meanwhile
@@ -213,13 +239,18 @@ def _add_retune(
             values={**guard, ":one": 1, ":period_end": _cut_end(stored.counter, period)},
         )
         return
-    updated, posting = retune(stored.counter, limit, version)
+    updated, posting = retune(stored.counter, limit, version, stored.pool_quota)
     quota_delta = posting.delta.quota if posting else 0
+    whole = ""
+    if stored.pool_quota is not None:  # the pool's allowance moves with the plan's, its slices stay where they are
+        whole = ", pool_quota = :pool_quota"
+        condition += " AND pool_quota = :old_pool_quota"
+        guard.update({":pool_quota": limit.quota, ":old_pool_quota": stored.pool_quota})
     tx.update(
         "counter:retune",
         key,
         "SET label = :label, enforcement = :enforcement, #period = :period, limits_version = :v, alerts = :alerts, "
-        "period_end = :period_end ADD quota :dq, available :dq, rev :one",
+        f"period_end = :period_end{whole} ADD quota :dq, available :dq, rev :one",
         condition=condition,
         names={"#period": "period"},
         values={
@@ -274,6 +305,7 @@ def resync(
         anchoring = effective_anchoring(plan, subscription, started_at, previous_anchoring, scope.now)
         version = state.limits.limits_version + 1
         tx = scope.store.transaction()
+        _add_pool_shards(tx, scope, user_id, subscription, limits, state)
         item = items.subscription_item(
             scope.tenant_id,
             subscription,
@@ -304,6 +336,27 @@ def resync(
             scope.cache.limits.forget((scope.tenant_id, user_id))
         return subscription
     raise Unavailable(f"limits of {user_id!r} kept changing under us; retry shortly")
+
+
+def _add_pool_shards(
+    tx: Transaction,
+    scope: Scope,
+    holder: str,
+    subscription: Subscription,
+    limits: dict[str, EffectiveLimit],
+    state: UserState,
+) -> None:
+    """A pool's shard count: refused where a shard could not keep a rule exactly, or where it would shrink; while
+    sharded, no credit book may appear meanwhile (a grant racing this change is refused by it or refuses it)."""
+    shards = subscription.pool_shards or 1
+    check_resharding(state.limits.pool_shards, shards)
+    check_shardable(limits, shards, subscription.stripe_customer_id, has_credits=bool(state.books))
+    if shards == 1:
+        return
+    for meter in limits:
+        tx.check(
+            "pool:no_credits", keys.credit_book(scope.tenant_id, holder, meter), condition="attribute_not_exists(pk)"
+        )
 
 
 def _load_stored(scope: Scope, user_id: str) -> UserState:

@@ -179,6 +179,7 @@ class AccountView(Model):
     custom_limits: dict[str, Any]
     parent_id: str | None
     stripe_customer_id: str | None
+    pool_shards: int = 1
     updated_at: str
 
 

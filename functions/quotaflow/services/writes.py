@@ -14,12 +14,14 @@ from quotaflow.store.table import Transaction
 
 COUNTER_TAG = "counter:"
 LEVEL_SEPARATOR = "@"  # counter:<meter>@<account holder> on an account's counter
+SHARD_SEPARATOR = "/"  # counter:<meter>@<account holder>/<k> on shard k > 0 of a sharded pool
 
 
 def counter_tag(posting: Posting) -> str:
     if posting.holder is None:
         return f"{COUNTER_TAG}{posting.meter}"
-    return f"{COUNTER_TAG}{posting.meter}{LEVEL_SEPARATOR}{posting.holder}"
+    shard = f"{SHARD_SEPARATOR}{posting.shard}" if posting.shard else ""
+    return f"{COUNTER_TAG}{posting.meter}{LEVEL_SEPARATOR}{posting.holder}{shard}"
 
 
 def add_entries(
@@ -31,7 +33,7 @@ def add_entries(
     properties: dict[str, Any] | None = None,
 ) -> None:
     """One ledger entry per posting, in the same transaction as the counter changes they record (in the ledger of
-    the level each posting is on)."""
+    the level each posting is on; a pool shard's in the shard's partition)."""
     for entry_id, posting in zip(scope.entry_ids(len(postings)), postings, strict=True):
         entry = LedgerEntry(
             entry_id=entry_id,
@@ -45,7 +47,7 @@ def add_entries(
             delta_quota=posting.delta.quota,
             ref=ref,
         )
-        item = items.entry_item(scope.tenant_id, posting.holder or user_id, entry)
+        item = items.entry_item(scope.tenant_id, posting.holder or user_id, entry, posting.shard)
         if properties:
             item["properties"] = properties
         tx.put(f"entry:{entry_id}", item)
@@ -83,7 +85,7 @@ def add_counter_change(
         values[":released"] = -delta.reserved
     tx.update(
         counter_tag(posting),
-        keys.counter_current(scope.tenant_id, posting.holder or user_id, posting.meter),
+        keys.counter_shard(scope.tenant_id, posting.holder or user_id, posting.meter, posting.shard),
         "ADD used :du, reserved :dr, credits :dc, quota :dq, available :da, rev :one",
         condition=" AND ".join(conditions),
         values=values,

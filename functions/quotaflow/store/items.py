@@ -18,11 +18,13 @@ from quotaflow.store.table import Item
 COUNTER_FIELDS = ("quota", "credits", "used", "reserved", "available")
 
 
-def counter_item(tenant_id: str, user_id: str, counter: Counter, *, closed: bool = False, rev: int = 0) -> Item:
+def counter_item(
+    tenant_id: str, user_id: str, counter: Counter, *, closed: bool = False, rev: int = 0, shard: int = 0
+) -> Item:
     key = (
-        keys.counter_closed(tenant_id, user_id, counter.meter, counter.period_key)
+        keys.counter_shard_closed(tenant_id, user_id, counter.meter, counter.period_key, shard)
         if closed
-        else keys.counter_current(tenant_id, user_id, counter.meter)
+        else keys.counter_shard(tenant_id, user_id, counter.meter, shard)
     )
     return {
         **key,
@@ -133,6 +135,7 @@ def reservation_item(tenant_id: str, reservation: Reservation, ttl_epoch_s: int)
         "held": lines_to(reservation.held),
         "drawn": lines_to(reservation.drawn),
         "held_on": held_on_to(reservation.held_on),
+        **({"held_shards": reservation.held_shards} if reservation.held_shards else {}),
         "status": reservation.status,
         "created_at": iso(reservation.created_at),
         "expires_at": expires,
@@ -160,6 +163,7 @@ def reservation_from(item: Item) -> Reservation:
         drawn=lines_from(item.get("drawn", [])),
         version=item.get("version", 0),
         held_on=_held_on(item),
+        held_shards=dict(item.get("held_shards", {})),
     )
 
 
@@ -170,9 +174,9 @@ def _held_on(item: Item) -> dict[str, tuple[str, ...]]:
     return {item["user_id"]: tuple(line["meter"] for line in item["lines"])}
 
 
-def entry_item(tenant_id: str, user_id: str, entry: LedgerEntry) -> Item:
+def entry_item(tenant_id: str, user_id: str, entry: LedgerEntry, shard: int = 0) -> Item:
     return {
-        **keys.ledger_entry(tenant_id, user_id, entry.entry_id),
+        **keys.ledger_entry(tenant_id, user_id, entry.entry_id, shard),
         "entry_id": entry.entry_id,
         "at": entry.at,
         "kind": entry.kind,

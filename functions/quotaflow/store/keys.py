@@ -12,6 +12,9 @@
     T#<tenant>#A#<account>      CHILD#<account>          a sub-account (the tree is walked down for its height)
     T#<tenant>#U#<user>         S#CTR#<meter>            the meter's current counter
     T#<tenant>#U#<user>         H#CTR#<meter>#<period>   a closed period's counter
+    T#<tenant>#A#<account>#<k>  P#CTR#<meter>            shard k > 0 of a sharded pool's current counter
+    T#<tenant>#A#<account>#<k>  P#H#<meter>#<period>     shard k > 0 of a closed period's pool counter
+    T#<tenant>#A#<account>#<k>  L#<entry_id>             ledger entry of a change on shard k > 0
     T#<tenant>#U#<user>         L#<entry_id>             ledger entry (time-ordered ids)
     T#<tenant>#U#<user>         G#<meter>#<grant_id>     credit grant
     T#<tenant>#U#<user>         S#CB#<meter>             credit book: the meter's grants as of its last credit event
@@ -113,8 +116,8 @@ def user_partition(tenant_id: str, user_id: str) -> str:
 
 
 def holder_of(partition: str) -> tuple[str, str]:
-    """(tenant, holder id) of a holder's partition."""
-    _, tenant_id, kind, holder_id = partition.split("#", 3)
+    """(tenant, holder id) of a holder's partition (or of a pool shard's)."""
+    _, tenant_id, kind, holder_id = without_pool_shard(partition).split("#", 3)
     return tenant_id, account_holder(holder_id) if kind == "A" else holder_id
 
 
@@ -137,8 +140,40 @@ def counter_closed(tenant_id: str, user_id: str, meter: str, period_key: str) ->
     return {"pk": user_partition(tenant_id, user_id), "sk": f"{COUNTER_CLOSED_PREFIX}{meter}#{period_key}"}
 
 
-def ledger_entry(tenant_id: str, user_id: str, entry_id: str) -> Key:
-    return {"pk": user_partition(tenant_id, user_id), "sk": f"{LEDGER_PREFIX}{entry_id}"}
+POOL_SHARD_PREFIX = "P#"  # a pool shard's counters, in the shard's own partition
+POOL_SHARD_SEPARATOR = "#"
+
+
+def pool_shard_partition(tenant_id: str, holder: str, shard: int) -> str:
+    """Shard k > 0 of a sharded pool lives in its own partition (with the ledger entries of its changes), so the
+    shards of a hot pool spread over partitions; shard 0 is the account's partition (the unsharded layout)."""
+    base = user_partition(tenant_id, holder)
+    return base if shard == 0 else f"{base}{POOL_SHARD_SEPARATOR}{shard}"
+
+
+def without_pool_shard(partition: str) -> str:
+    """The holder partition a pool shard's partition belongs to (any other partition unchanged)."""
+    parts = partition.split("#")
+    if len(parts) == 5 and parts[0] == "T" and parts[2] == "A" and parts[4].isdigit():
+        return "#".join(parts[:4])
+    return partition
+
+
+def counter_shard(tenant_id: str, holder: str, meter: str, shard: int) -> Key:
+    """Shard `shard` of an account's current counter: shard 0 is the counter itself (the unsharded layout)."""
+    if shard == 0:
+        return counter_current(tenant_id, holder, meter)
+    return {"pk": pool_shard_partition(tenant_id, holder, shard), "sk": f"{POOL_SHARD_PREFIX}CTR#{meter}"}
+
+
+def counter_shard_closed(tenant_id: str, holder: str, meter: str, period_key: str, shard: int) -> Key:
+    if shard == 0:
+        return counter_closed(tenant_id, holder, meter, period_key)
+    return {"pk": pool_shard_partition(tenant_id, holder, shard), "sk": f"{POOL_SHARD_PREFIX}H#{meter}#{period_key}"}
+
+
+def ledger_entry(tenant_id: str, user_id: str, entry_id: str, shard: int = 0) -> Key:
+    return {"pk": pool_shard_partition(tenant_id, user_id, shard), "sk": f"{LEDGER_PREFIX}{entry_id}"}
 
 
 def reservation_partition(tenant_id: str, reservation_id: str) -> str:

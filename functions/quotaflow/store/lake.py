@@ -49,7 +49,8 @@ def record_from_item(item: Item) -> dict[str, Any] | None:
     """The lake record of a ledger entry item (a stream record's new image, decoded); None for any other item."""
     if not str(item.get("sk", "")).startswith(keys.LEDGER_PREFIX):
         return None
-    partition = str(item["pk"]).split("#")  # T#<tenant>#U#<user> (or #A#<account> for an account's counters)
+    # T#<tenant>#U#<user> (or #A#<account> for an account's counters, #A#<account>#<k> for a pool shard's)
+    partition = keys.without_pool_shard(str(item["pk"])).split("#")
     if len(partition) != 4 or partition[0] != "T":
         return None
     _, tenant_id, holder_kind, holder_id = partition

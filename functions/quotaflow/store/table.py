@@ -108,6 +108,10 @@ class TransactionCancelled(Exception):
         return any(r.code == "TransactionConflict" for r in self.reasons)
 
 
+class SnapshotConflict(Exception):
+    """A snapshot read (TransactGetItems) met a transaction in flight on one of its items."""
+
+
 @dataclass
 class Transaction:
     """One unit of work: writes collected by a use case and committed as a single TransactWriteItems."""
@@ -161,6 +165,18 @@ class Transaction:
     ) -> None:
         self._add(tag, "Update", {"Key": to_item(key), "UpdateExpression": update}, condition, names, values)
 
+    def check(
+        self,
+        tag: str,
+        key: dict[str, str],
+        *,
+        condition: str,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        """A condition on an item the transaction does not change."""
+        self._add(tag, "ConditionCheck", {"Key": to_item(key)}, condition, names, values)
+
     def delete(
         self,
         tag: str,
@@ -208,24 +224,41 @@ class Store:
             raw = self.client.get_item(TableName=self.table_name, Key=to_item(key), ConsistentRead=True)
         return from_item(raw["Item"]) if "Item" in raw else None
 
-    def batch_get(self, keys_wanted: list[dict[str, str]]) -> list[Item]:
-        """The items of up to `BATCH_GET_KEYS_MAX` keys in one call (more rounds only for keys DynamoDB left
-        unprocessed); missing items are absent from the answer, which comes in no particular order."""
-        if len(keys_wanted) > BATCH_GET_KEYS_MAX:
-            raise ValueError(f"{len(keys_wanted)} keys: BatchGetItem takes at most {BATCH_GET_KEYS_MAX}")
-        found: list[Item] = []
-        if not keys_wanted:
-            return found
-        pending: dict[str, Any] = {self.table_name: {"Keys": [to_item(k) for k in keys_wanted], "ConsistentRead": True}}
+    def get_many(self, wanted: list[dict[str, str]]) -> list[Item | None]:
+        """Strongly consistent reads of up to BATCH_GET_KEYS_MAX keys in one BatchGetItem (a key DynamoDB left
+        unprocessed, under throttling, is asked again a bounded number of times), in the order asked."""
+        if len(wanted) > BATCH_GET_KEYS_MAX:
+            raise ValueError(f"a batch read takes at most {BATCH_GET_KEYS_MAX} keys, not {len(wanted)}")
+        found: dict[tuple[str, str], Item] = {}
+        pending = [to_item(key) for key in wanted]
         for attempt in range(BATCH_GET_ATTEMPTS_MAX):
-            with _mapped_errors():
-                raw = self.client.batch_get_item(RequestItems=pending)
-            found += [from_item(i) for i in raw.get("Responses", {}).get(self.table_name, [])]
-            pending = raw.get("UnprocessedKeys") or {}
             if not pending:
-                return found
-            time.sleep(BATCH_GET_BACKOFF_BASE_S * 2**attempt)
-        raise Unavailable(f"BatchGetItem left keys unread after {BATCH_GET_ATTEMPTS_MAX} rounds")
+                break
+            if attempt:
+                time.sleep(BATCH_GET_BACKOFF_BASE_S * 2 ** (attempt - 1))
+            request = {self.table_name: {"Keys": pending, "ConsistentRead": True}}
+            with _mapped_errors():
+                raw = self.client.batch_get_item(RequestItems=request)
+            for raw_item in raw.get("Responses", {}).get(self.table_name, []):
+                item = from_item(raw_item)
+                found[(item["pk"], item["sk"])] = item
+            pending = raw.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+        if pending:
+            raise Throttled("the database left part of a batch read unprocessed; retry shortly")
+        return [found.get((key["pk"], key["sk"])) for key in wanted]
+
+    def get_snapshot(self, wanted: list[dict[str, str]]) -> list[Item | None]:
+        """Up to TRANSACT_ITEMS_MAX items as of one moment (TransactGetItems: serialized with every transactional
+        write), in the order asked: what a decision over several items must not read half before a change."""
+        if len(wanted) > TRANSACT_ITEMS_MAX:
+            raise ValueError(f"a snapshot read takes at most {TRANSACT_ITEMS_MAX} keys, not {len(wanted)}")
+        request = [{"Get": {"TableName": self.table_name, "Key": to_item(key)}} for key in wanted]
+        try:
+            with _mapped_errors(passthrough=frozenset({"TransactionCanceledException"})):
+                raw = self.client.transact_get_items(TransactItems=request)
+        except ClientError as error:  # a write in flight on one of the items: the caller reads again
+            raise SnapshotConflict("a snapshot read met a write in flight") from error
+        return [from_item(found["Item"]) if "Item" in found else None for found in raw["Responses"]]
 
     def put(self, item: Item, *, condition: str | None = None, values: dict[str, Any] | None = None) -> None:
         kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": to_item(item)}
@@ -304,6 +337,10 @@ class Store:
         self._record("Query", raw)
         last = raw.get("LastEvaluatedKey")
         return Page([from_item(i) for i in raw["Items"]], _encode_cursor(last) if last else None)
+
+    def cursor_at(self, pk: str, sk: str) -> str:
+        """A `query` cursor that starts right after (pk, sk), whether or not such an item exists."""
+        return _encode_cursor(to_item({"pk": pk, "sk": sk}))
 
     def query_all(self, pk: str, sk_prefix: str, *, pages_max: int, index: str | None = None) -> Iterator[Item]:
         """Every item of a prefix, page by page, failing fast past `pages_max` pages."""
