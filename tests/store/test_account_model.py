@@ -202,19 +202,19 @@ def run_machine(store: Store, examples: int, steps: int, machine: type[Pools] = 
 
 @pytest.mark.unit
 def test_pools_on_moto(moto_store: Store) -> None:
-    run_machine(moto_store, examples=12, steps=20)
+    run_machine(moto_store, examples=5, steps=20)
 
 
 @pytest.mark.integration
 def test_pools_on_dynamodb_local(ddb_store: Store) -> None:
-    run_machine(ddb_store, examples=20, steps=25)
+    run_machine(ddb_store, examples=10, steps=20)
 
 
 @pytest.mark.unit
 def test_sharded_pools_on_moto(moto_store: Store) -> None:
-    run_machine(moto_store, examples=8, steps=20, machine=ShardedPools)
+    run_machine(moto_store, examples=3, steps=20, machine=ShardedPools)
 
 
 @pytest.mark.integration
 def test_sharded_pools_on_dynamodb_local(ddb_store: Store) -> None:
-    run_machine(ddb_store, examples=10, steps=20, machine=ShardedPools)
+    run_machine(ddb_store, examples=8, steps=20, machine=ShardedPools)
