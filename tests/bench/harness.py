@@ -187,9 +187,10 @@ class RawCycle:
 
     def instance(self, user_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(reserve params, commit params) for `user_id`, with fresh reservation and ledger entry ids."""
-        text = self.template.replace(self.user_id, user_id)
-        for token in self.id_tokens:
+        text = self.template
+        for token in self.id_tokens:  # before the user: a reservation id names its user
             text = text.replace(token, _fresh_like(token))
+        text = text.replace(self.user_id, user_id)
         reserve, commit = json.loads(text)
         return reserve, commit
 
