@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from quotaflow.ledger.amounts import Line
+from quotaflow.ledger.errors import InsufficientQuota
 from quotaflow.ledger.plans import Limit, LimitOverride, Plan
-from quotaflow.services import accounts, audit, balances, plans, pools
+from quotaflow.services import accounts, audit, balances, metering, plans, pools
 from quotaflow.services.scope import ContainerCache, Scope
 from quotaflow.services.users import current_limits
 from quotaflow.store.table import Store
@@ -83,3 +87,39 @@ def shard_items(tenant: Tenant) -> list[dict[str, int] | None]:
     return [
         None if item is None else {f: item[f] for f in ("quota", "used", "reserved", "available")} for item in found
     ]
+
+
+RACING_CONTAINERS = 8
+
+
+@dataclass(frozen=True)
+class Race:
+    admitted: int
+    refused: int
+    admitted_at_each_refusal: list[int]  # how many had been admitted when each refusal came back
+
+
+def race_one_token_reserves(store: Store, clock: Clock, members: list[str], reserves: int) -> Race:
+    """`reserves` 1-token, 600 s reserves by `members` in turn, from RACING_CONTAINERS threads, each its own
+    container (its own cache), all at once."""
+    containers = [Tenant(store, clock) for _ in range(RACING_CONTAINERS)]
+    lock = threading.Lock()
+    admitted = 0
+    at_refusal: list[int] = []
+
+    def reserve(index: int) -> bool:
+        nonlocal admitted
+        scope = containers[index % RACING_CONTAINERS].scope
+        try:
+            metering.reserve(scope, members[index % len(members)], lines(tokens=1), 600, None)
+        except InsufficientQuota:
+            with lock:
+                at_refusal.append(admitted)
+            return False
+        with lock:
+            admitted += 1
+        return True
+
+    with ThreadPoolExecutor(max_workers=RACING_CONTAINERS) as threads:
+        outcomes = list(threads.map(reserve, range(reserves)))
+    return Race(outcomes.count(True), outcomes.count(False), at_refusal)

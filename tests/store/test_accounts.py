@@ -3,8 +3,6 @@ every level posted in one transaction, expiry returning to every level once, mem
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -14,7 +12,7 @@ from quotaflow.ledger.plans import Limit, LimitOverride, Plan
 from quotaflow.services import accounts, balances, credits, expiry, metering, plans, runs
 from quotaflow.store.table import Store
 from tests.conftest import Clock, dynamodb_calls
-from tests.store.helpers import Tenant, lines
+from tests.store.helpers import RACING_CONTAINERS, Tenant, lines, race_one_token_reserves
 
 SEAT = Plan(plan_id="seat", name="Seat", limits={"tokens": Limit(label="Tokens", quota=500, period="month")})
 TEAM = Plan(plan_id="team", name="Team", limits={"tokens": Limit(label="Tokens", quota=800, period="month")})
@@ -157,26 +155,9 @@ def test_members_racing_on_one_pool_get_exactly_the_pool(ddb_store: Store, clock
     members = [f"m{index}" for index in range(20)]
     for member in members:
         plans.put_subscription(setup.scope, member, "seat", {}, None, "pool")
-    containers = [Tenant(ddb_store, clock) for _ in range(8)]
-    admitted_before_refusal: list[int] = []
-    admitted = 0
-    lock = threading.Lock()
-
-    def reserve(index: int) -> str:
-        nonlocal admitted
-        try:
-            metering.reserve(containers[index % 8].scope, members[index % 20], lines(tokens=1), 600, None)
-        except InsufficientQuota:
-            with lock:
-                admitted_before_refusal.append(admitted)
-            return "refused"
-        with lock:
-            admitted += 1
-        return "ok"
-
-    with ThreadPoolExecutor(max_workers=8) as pool_threads:
-        outcomes = list(pool_threads.map(reserve, range(400)))
-    assert (outcomes.count("ok"), outcomes.count("refused")) == (300, 100)
+    race = race_one_token_reserves(ddb_store, clock, members, reserves=400)
+    assert (race.admitted, race.refused) == (300, 100)
     assert pool(setup, "pool") == (0, 300, 0)
-    assert min(admitted_before_refusal) >= 300 - 8  # a refusal only once the pool was (nearly) full: in flight <= 8
+    # a refusal only once the pool was (nearly) full: at most one reserve in flight per container
+    assert min(race.admitted_at_each_refusal) >= 300 - RACING_CONTAINERS
     setup.assert_verified()

@@ -4,8 +4,6 @@ over the sum, and what a shard cannot keep exact refused up front."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -18,7 +16,7 @@ from quotaflow.services.views import EntryView
 from quotaflow.store import keys
 from quotaflow.store.table import Store
 from tests.conftest import Clock
-from tests.store.helpers import SHARDS, TEAM, Tenant, lines, shard_items
+from tests.store.helpers import RACING_CONTAINERS, SHARDS, TEAM, Tenant, lines, race_one_token_reserves, shard_items
 from tests.store.helpers import sharded_team as team
 
 
@@ -197,30 +195,12 @@ def test_members_racing_on_a_sharded_pool_get_exactly_the_pool(ddb_store: Store,
     """8 containers race 1-token reserves of 20 members on a 4-shard, 300-token pool: exactly 300 are admitted;
     refusals while the pool still had room (in flight or not) are counted and bounded."""
     setup = team(ddb_store, clock, quota=300, members=20)
-    containers = [Tenant(ddb_store, clock) for _ in range(8)]
-    lock = threading.Lock()
-    admitted = 0
-    refused_with_room: list[int] = []
-
-    def reserve(index: int) -> str:
-        nonlocal admitted
-        try:
-            metering.reserve(containers[index % 8].scope, f"m{index % 20}", lines(tokens=1), 600, None)
-        except InsufficientQuota:
-            with lock:
-                if admitted < 300:
-                    refused_with_room.append(300 - admitted)
-            return "refused"
-        with lock:
-            admitted += 1
-        return "ok"
-
-    with ThreadPoolExecutor(max_workers=8) as threads:
-        outcomes = list(threads.map(reserve, range(400)))
-    assert outcomes.count("ok") == 300
+    race = race_one_token_reserves(ddb_store, clock, [f"m{index}" for index in range(20)], reserves=400)
+    assert (race.admitted, race.refused) == (300, 100)
     assert pool(setup) == (300, 0, 300, 0)
-    assert all(room <= 8 for room in refused_with_room), refused_with_room  # only with the last units in flight
-    print(f"refusals while the pool had room: {len(refused_with_room)} of {outcomes.count('refused')}")
+    refused_with_room = [300 - admitted for admitted in race.admitted_at_each_refusal if admitted < 300]
+    assert all(room <= RACING_CONTAINERS for room in refused_with_room), refused_with_room  # the last units in flight
+    print(f"refusals while the pool had room: {len(refused_with_room)} of {race.refused}")
     assert sum(item["reserved"] for item in shard_items(setup) if item) == 300
     assert any(entry.kind == "rebalance" for entry in ledger_pages(setup)), "rebalancing was exercised"
     setup.assert_verified()
