@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from quotaflow.local.server import LocalServer, build_server
 
 pytestmark = pytest.mark.unit
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 25
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 COVERAGE_RUN_TIMEOUT_SECONDS = 300  # about 10 s here; the bound is for a wedged run, not a speed target

@@ -175,9 +175,9 @@ def run_machine(store: Store, examples: int, steps: int) -> None:
 
 @pytest.mark.unit
 def test_credit_attribution_on_moto(moto_store: Store) -> None:
-    run_machine(moto_store, examples=15, steps=20)
+    run_machine(moto_store, examples=10, steps=20)
 
 
 @pytest.mark.integration
 def test_credit_attribution_on_dynamodb_local(ddb_store: Store) -> None:
-    run_machine(ddb_store, examples=8, steps=20)
+    run_machine(ddb_store, examples=6, steps=20)

@@ -361,7 +361,7 @@ def run_machine(store: Store, examples: int, steps: int) -> None:
 
 @pytest.mark.unit
 def test_model_on_moto(moto_store: Store) -> None:
-    run_machine(moto_store, examples=25, steps=30)
+    run_machine(moto_store, examples=15, steps=30)
 
 
 @pytest.mark.integration
